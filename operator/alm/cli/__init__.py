@@ -1,0 +1,1 @@
+"""Command-line entry points: ``alm`` (operator, CRDs, sandbox) and ``kubectl-alm``."""

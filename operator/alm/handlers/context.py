@@ -1,0 +1,39 @@
+"""What every handler shares, carried in kopf's ``memo``: the API client, the
+coalescer, the freshness cache, and the two impurities the core takes as inputs
+(the clock and a source of randomness)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import secrets
+from typing import Any
+
+from alm.handlers.coalesce import Coalescer
+from alm.handlers.freshness import Freshness
+from alm.kube.api import Kube
+
+__all__ = ["Context", "random_string", "utcnow"]
+
+
+def utcnow() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def random_string(length: int) -> str:
+    return secrets.token_urlsafe(length)[:length]
+
+
+@dataclasses.dataclass
+class Context:
+    kube: Kube
+    coalescer: Coalescer = dataclasses.field(default_factory=Coalescer)
+    freshness: Freshness = dataclasses.field(default_factory=Freshness)
+    retries: int = 3
+    backoff: float = 0.5
+
+    @classmethod
+    def of(cls, memo: Any) -> Context:
+        ctx = memo.alm
+        assert isinstance(ctx, Context)
+        return ctx

@@ -1,0 +1,230 @@
+"""Every kopf handler of the operator, registered in ``REGISTRY``.
+
+Reads come from kopf indexes (watch-fed caches) so a reconcile that finds nothing to
+do sends no request; writes go through :mod:`alm.kube.shell`. Three things start an
+Agent reconcile: an event on the Agent, an event on one of its children (drift
+repair), and the periodic resync timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from alm.core import agentplan, credentials, naming, versionplan
+from alm.handlers import registry
+from alm.handlers.context import Context, random_string, utcnow
+from alm.handlers.registry import REGISTRY
+from alm.kube import errors, resources, shell
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = "alm.dev", "v1alpha1"
+
+AGENT_STATUS_KEYS = (
+    "phase", "observedGeneration", "replicas", "readyReplicas", "canaryWeight", "conditions",
+    "stableVersion", "credentialsSecret", "configHash",
+)
+VERSION_STATUS_KEYS = ("phase", "specHash", "observedGeneration", "conditions", "configMapName")
+
+CHILD_INDEX = {kind: f"children_{resources.for_kind(kind).plural}" for kind in resources.AGENT_CHILD_KINDS}
+
+
+@kopf.on.startup(registry=REGISTRY)
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    registry.configure(settings)
+
+
+# --- indexes: the operator's watch-fed view of the cluster -------------------------
+
+@kopf.index(GROUP, VERSION, "agents", registry=REGISTRY)
+def agent_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, "agents", registry=REGISTRY)
+def agents_by_version(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any] | None:
+    version = spec.get("version")
+    return {(namespace, version): name} if isinstance(version, str) else None
+
+
+@kopf.index(GROUP, VERSION, "agentversions", registry=REGISTRY)
+def version_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("", "v1", "configmaps", registry=REGISTRY,
+            labels={naming.VERSION_LABEL: kopf.PRESENT, naming.COMPONENT_LABEL: "config"})
+def version_configmaps(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[naming.VERSION_LABEL]): dict(body)}
+
+
+def _owner(body: Mapping[str, Any], kind: str) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind and str(ref.get("apiVersion", "")).startswith(GROUP + "/"):
+            return str(ref.get("name"))
+    return None
+
+
+def _register_child_kind(kind: str) -> None:
+    res = resources.for_kind(kind)
+    labels: dict[str, Any] = {naming.AGENT_LABEL: kopf.PRESENT, naming.MANAGED_BY_LABEL: naming.MANAGED_BY_VALUE}
+
+    def index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+        owner = _owner(body, "Agent")
+        return {(namespace, owner): dict(body)} if owner else None
+
+    async def on_event(type: str, namespace: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        owner = _owner(body, "Agent")
+        if owner:
+            await reconcile_agent(Context.of(memo), namespace, owner, kwargs)
+
+    kopf.index(res.group, res.version, res.plural, id=CHILD_INDEX[kind], labels=labels,
+               registry=REGISTRY)(index)
+    kopf.on.event(res.group, res.version, res.plural, id=f"child_event_{res.plural}", labels=labels,
+                  registry=REGISTRY)(on_event)
+
+
+for _kind in resources.AGENT_CHILD_KINDS:
+    _register_child_kind(_kind)
+
+
+def _first(index: Any, key: Any) -> Any:
+    for value in index.get(key, ()):
+        return value
+    return None
+
+
+# --- Agent ---------------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, "agents", registry=REGISTRY)
+async def agent_event(type: str, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    if type != "DELETED":
+        await reconcile_agent(Context.of(memo), namespace, name, kwargs)
+
+
+@kopf.timer(GROUP, VERSION, "agents", interval=registry.RESYNC_SECONDS, initial_delay=registry.RESYNC_SECONDS,
+            registry=REGISTRY)
+async def agent_resync(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    await reconcile_agent(Context.of(memo), namespace, name, kwargs)
+
+
+async def reconcile_agent(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+    async def work() -> None:
+        await _with_retries(ctx, f"Agent {namespace}/{name}", lambda: _agent_pass(ctx, namespace, name, indexes))
+
+    await ctx.coalescer.run(("Agent", namespace, name), work)
+
+
+async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+    body = _first(indexes["agent_index"], (namespace, name))
+    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    body = {**ctx.freshness.view(body)}
+    uid = body.get("metadata", {}).get("uid", "")
+    version_name = (body.get("spec") or {}).get("version")
+    version = _first(indexes["version_index"], (namespace, version_name)) if version_name else None
+    indexed = [child for index_id in CHILD_INDEX.values()
+               for child in indexes[index_id].get((namespace, name), ())]
+    children = ctx.freshness.merge(indexed, resources.AGENT_CHILD_KINDS, namespace, uid)
+    children = [c for c in children if _owned_by(c, uid)]
+    refs = credentials.referenced_secrets((version or {}).get("spec"))
+    sources = await asyncio.to_thread(_read_sources, ctx, namespace, refs) if refs else {}
+    obs = agentplan.AgentObservations(body, version, sources, children)
+    plan = agentplan.plan_agent(obs, utcnow(), random_string)
+    outcome = await asyncio.to_thread(
+        shell.execute, ctx.kube, body, apply=plan.apply, delete=plan.delete,
+        status=plan.status, owned_status=AGENT_STATUS_KEYS,
+    )
+    _remember(ctx, outcome, uid)
+    _post(body, plan.events)
+
+
+def _owned_by(child: Mapping[str, Any], uid: str) -> bool:
+    refs = child.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+def _read_sources(ctx: Context, namespace: str, names: list[str]) -> dict[str, Mapping[str, str] | None]:
+    found: dict[str, Mapping[str, str] | None] = {}
+    for secret_name in names:
+        secret = ctx.kube.get("Secret", namespace, secret_name)
+        found[secret_name] = (secret.get("data") or {}) if secret is not None else None
+    return found
+
+
+# --- AgentVersion --------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, "agentversions", registry=REGISTRY)
+async def version_event(type: str, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    ctx = Context.of(memo)
+    if type != "DELETED":
+        await reconcile_version(ctx, namespace, name, kwargs)
+    for agent in list(kwargs["agents_by_version"].get((namespace, name), ())):
+        await reconcile_agent(ctx, namespace, agent, kwargs)
+
+
+@kopf.on.event("", "v1", "configmaps", registry=REGISTRY,
+               labels={naming.VERSION_LABEL: kopf.PRESENT, naming.COMPONENT_LABEL: "config"})
+async def version_config_event(namespace: str, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    owner = _owner(body, "AgentVersion")
+    if owner:
+        await reconcile_version(Context.of(memo), namespace, owner, kwargs)
+
+
+async def reconcile_version(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+    async def once() -> None:
+        body = _first(indexes["version_index"], (namespace, name))
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        body = dict(ctx.freshness.view(body))
+        live: list[Mapping[str, Any]] = [ctx.freshness.view(cm)
+                for cm in indexes["version_configmaps"].get((namespace, naming.label_value(name)), ())]
+        plan = versionplan.plan_version(body, live, utcnow())
+        outcome = await asyncio.to_thread(
+            shell.execute, ctx.kube, body, apply=plan.apply, status=plan.status,
+            owned_status=VERSION_STATUS_KEYS,
+        )
+        _remember(ctx, outcome, body.get("metadata", {}).get("uid", ""))
+        _post(body, plan.events)
+
+    async def work() -> None:
+        await _with_retries(ctx, f"AgentVersion {namespace}/{name}", once)
+
+    await ctx.coalescer.run(("AgentVersion", namespace, name), work)
+
+
+# --- shared plumbing -------------------------------------------------------------------
+
+def _remember(ctx: Context, outcome: shell.Outcome, owner_uid: str) -> None:
+    for obj in outcome.applied:
+        ctx.freshness.wrote(obj)
+    for gone in outcome.deleted:
+        ctx.freshness.deleted(gone, owner_uid)
+    if outcome.patched:
+        ctx.freshness.wrote(outcome.patched)
+
+
+def _post(body: Mapping[str, Any], events: Any) -> None:
+    for event in events:
+        kopf.event(kopf.Body(dict(body)), type=event.type, reason=event.reason, message=event.message)
+
+
+async def _with_retries(ctx: Context, what: str, attempt: Any) -> None:
+    """Retry conflicts and server errors a few times; then leave it to the resync timer."""
+    delay = ctx.backoff
+    for n in range(ctx.retries + 1):
+        try:
+            await attempt()
+            return
+        except errors.ApiError as exc:
+            if not exc.retriable or n == ctx.retries:
+                log.error("%s: giving up until the next resync: %s", what, exc)
+                return
+            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay *= 2

@@ -1,0 +1,255 @@
+"""The Agent planner, table by table: what it applies, deletes, reports and announces."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from alm.core import agentplan, statuspatch
+from alm.core.agentplan import AgentObservations, plan_agent
+from alm.handlers.wiring import AGENT_STATUS_KEYS
+from tests.unit.builders import (
+    LATER,
+    NOW,
+    SECRET_B64,
+    SECRET_VALUE,
+    agent_body,
+    as_live,
+    available_status,
+    fixed_random,
+    ready,
+    version_body,
+)
+
+SOURCES = {"bot-tools": {"crm-key": SECRET_B64}}
+
+
+def plan(agent: dict[str, Any] | None = None, version: dict[str, Any] | None = None,
+         sources: Any = None, children: list[dict[str, Any]] | None = None, now: str = NOW,
+         ) -> agentplan.AgentPlan:
+    agent = agent if agent is not None else agent_body()
+    version = version if version is not None else ready(version_body())
+    return plan_agent(AgentObservations(agent, version, SOURCES if sources is None else sources,
+                                        children or []), now, fixed_random)
+
+
+def converge(agent: dict[str, Any], version: dict[str, Any] | None = None,
+             sources: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Apply plans as a perfect API server would until nothing is left to do."""
+    children: list[dict[str, Any]] = []
+    agent = copy.deepcopy(agent)
+    for _ in range(5):
+        p = plan(agent, version, sources, children)
+        live = {agentplan.child_key(c): c for c in children}
+        for obj in p.apply:
+            status = available_status(obj["spec"]["replicas"]) if obj["kind"] == "Deployment" else {}
+            live[agentplan.child_key(obj)] = as_live(obj, **status)
+        for obj in p.delete:
+            live.pop(agentplan.child_key(obj))
+        children = list(live.values())
+        agent["status"] = p.status
+        if not p.apply and not p.delete:
+            return agent, children
+    raise AssertionError("the plan did not converge")
+
+
+def kinds(objs: Any) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in objs]
+
+
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+@pytest.mark.parametrize(("spec", "expected_kinds"), [
+    ({}, ["ServiceAccount", "Secret", "Service", "PodDisruptionBudget", "Deployment"]),
+    ({"replicas": 1}, ["ServiceAccount", "Secret", "Service", "Deployment"]),
+    ({"replicas": 1, "permissions": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]},
+     ["ServiceAccount", "Role", "RoleBinding", "Secret", "Service", "Deployment"]),
+    ({"replicas": 1, "egress": [{"cidr": "10.1.0.0/16", "ports": [{"port": 443}]}]},
+     ["ServiceAccount", "Secret", "Service", "NetworkPolicy", "Deployment"]),
+])
+def test_fresh_agent_gets_its_children_in_order(spec: dict[str, Any], expected_kinds: list[str]) -> None:
+    p = plan(agent_body(**spec))
+    assert [o["kind"] for o in p.apply] == expected_kinds
+    assert p.delete == ()
+    assert p.status["phase"] == "Progressing"
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == "uid-bot" for o in p.apply)
+    assert all(o["metadata"]["labels"]["alm.dev/agent"] == "bot" for o in p.apply)
+
+
+def test_converged_agent_is_available_and_a_resync_writes_nothing() -> None:
+    agent, children = converge(agent_body())
+    assert agent["status"]["phase"] == "Available"
+    assert cond(agent["status"], "Ready")["status"] == "True"
+    assert cond(agent["status"], "Provisioned")["status"] == "True"
+    again = plan(agent, children=children, now=LATER)
+    assert again.apply == () and again.delete == () and again.events == ()
+    assert statuspatch.status_patch(agent["status"], again.status, AGENT_STATUS_KEYS) is None
+
+
+@pytest.mark.parametrize("edit", ["replicas", "image", "delete-service", "label"])
+def test_drift_is_repaired_by_reapplying_only_the_drifted_child(edit: str) -> None:
+    agent, children = converge(agent_body())
+    deployment = next(c for c in children if c["kind"] == "Deployment")
+    if edit == "replicas":
+        deployment["spec"]["replicas"] = 7
+    elif edit == "image":
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    elif edit == "label":
+        deployment["metadata"]["labels"]["alm.dev/agent"] = "other"
+    else:
+        children = [c for c in children if c["kind"] != "Service"]
+    p = plan(agent, children=children)
+    assert kinds(p.apply) == ([("Service", "bot")] if edit == "delete-service" else [("Deployment", "bot-bot-v1")])
+
+
+def test_server_defaults_and_foreign_fields_are_not_drift() -> None:
+    agent, children = converge(agent_body())
+    for child in children:
+        child["metadata"].setdefault("annotations", {})["someone.else/note"] = "x"
+    assert plan(agent, children=children).apply == ()
+
+
+@pytest.mark.parametrize(("version", "sources", "reason", "invalid"), [
+    (None, SOURCES, "VersionNotFound", False),
+    (version_body(), SOURCES, "VersionNotReady", False),
+    (ready(version_body()), {"bot-tools": None}, "SecretNotFound", False),
+    (ready(version_body()), {"bot-tools": {"other": SECRET_B64}}, "SecretKeyNotFound", False),
+])
+def test_missing_inputs_change_nothing_and_say_what_to_fix(
+    version: Any, sources: Any, reason: str, invalid: bool
+) -> None:
+    p = plan_agent(AgentObservations(agent_body(), version, sources, []), NOW, fixed_random)
+    assert p.apply == () and p.delete == ()
+    assert p.status["phase"] == "Pending"
+    ready_cond = cond(p.status, "Ready")
+    assert (ready_cond["status"], ready_cond["reason"]) == ("False", reason)
+    assert cond(p.status, "Invalid")["status"] == ("True" if invalid else "False")
+    assert [e.reason for e in p.events] == [reason] and p.events[0].warning
+
+
+def test_a_problem_is_announced_once_not_on_every_pass() -> None:
+    first = plan_agent(AgentObservations(agent_body(), None, {}, []), NOW, fixed_random)
+    agent = agent_body()
+    agent["status"] = first.status
+    second = plan_agent(AgentObservations(agent, None, {}, []), LATER, fixed_random)
+    assert second.events == ()
+    assert second.status == first.status  # same timestamps: no write
+
+
+def test_invalid_agent_spec_is_reported_with_the_field_to_fix() -> None:
+    p = plan(agent_body(replicas=-1))
+    assert p.apply == ()
+    invalid = cond(p.status, "Invalid")
+    assert invalid["status"] == "True"
+    assert "spec.replicas" in invalid["message"]
+
+
+def test_invalid_version_blocks_provisioning_and_keeps_the_running_workload() -> None:
+    agent, children = converge(agent_body())
+    agent["spec"]["version"] = "bot-v2"
+    broken = version_body("bot-v2")
+    broken["status"] = {"phase": "Invalid", "conditions": [
+        {"type": "Invalid", "status": "True", "reason": "InvalidSpec", "message": "spec.runtime: Field required"}]}
+    p = plan(agent, broken, children=children)
+    assert p.apply == () and p.delete == ()
+    assert cond(p.status, "Invalid")["reason"] == "VersionInvalid"
+    assert "spec.runtime" in cond(p.status, "Invalid")["message"]
+    assert p.status["stableVersion"] == "bot-v1"
+    assert p.status["phase"] == "Available"  # v1 still serves
+
+
+def test_switching_version_replaces_the_workload_and_keeps_the_token() -> None:
+    agent, children = converge(agent_body())
+    old_secret = next(c for c in children if c["kind"] == "Secret")
+    agent["spec"]["version"] = "bot-v2"
+    v2 = ready(version_body("bot-v2", tools=[]), "bot-v2-config-def")
+    p = plan(agent, v2, {}, children)
+    applied = {o["kind"]: o for o in p.apply}
+    assert applied["Deployment"]["metadata"]["name"] == "bot-bot-v2"
+    assert applied["Secret"]["data"]["agent-token"] == old_secret["data"]["agent-token"]
+    assert "tool-crm" not in applied["Secret"]["data"]
+    assert sorted(kinds(p.delete)) == sorted([("Deployment", "bot-bot-v1"), ("Secret", old_secret["metadata"]["name"])])
+    assert p.status["stableVersion"] == "bot-v2"
+    assert p.status["phase"] == "Progressing"
+
+
+@pytest.mark.parametrize(("change", "deleted"), [
+    ({"replicas": 1}, ["PodDisruptionBudget"]),
+    ({"permissions": []}, ["Role", "RoleBinding"]),
+    ({"egress": None}, ["NetworkPolicy"]),
+])
+def test_removing_a_feature_deletes_its_children(change: dict[str, Any], deleted: list[str]) -> None:
+    agent, children = converge(agent_body(
+        permissions=[{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+        egress=[{"cidr": "10.1.0.0/16"}],
+    ))
+    agent["spec"].update(change)
+    if change.get("egress", "") is None:
+        del agent["spec"]["egress"]
+    p = plan(agent, children=children)
+    assert sorted(o["kind"] for o in p.delete) == sorted(deleted)
+
+
+def test_objects_not_made_by_alm_are_never_deleted() -> None:
+    agent, children = converge(agent_body())
+    stranger = as_live({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "x", "namespace": "team", "labels": {"alm.dev/agent": "bot"}}})
+    assert plan(agent, children=[*children, stranger]).delete == ()
+
+
+def test_pods_are_restricted_and_get_credentials_only_as_files() -> None:
+    deployment = next(o for o in plan().apply if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert all("valueFrom" not in e for e in container["env"])
+    secret_volume = next(v for v in pod["volumes"] if v["name"] == "credentials")
+    assert secret_volume["secret"]["secretName"].startswith("bot-credentials-")
+    assert "alm.dev/config-hash" in deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_credential_change_rolls_the_pods() -> None:
+    def pod_hash(sources: Any) -> str:
+        deployment = next(o for o in plan(sources=sources).apply if o["kind"] == "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["alm.dev/config-hash"])
+
+    assert pod_hash(SOURCES) != pod_hash({"bot-tools": {"crm-key": "b3RoZXI="}})
+
+
+def test_credential_values_never_reach_status_or_events() -> None:
+    for p in (plan(), plan(sources={"bot-tools": {"other": SECRET_B64}})):
+        text = json.dumps(p.status) + json.dumps([e.message for e in p.events])
+        assert SECRET_VALUE not in text and SECRET_B64 not in text
+
+
+@pytest.mark.parametrize(("status", "phase", "reason"), [
+    ({}, "Progressing", "RollingOut"),
+    ({"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 0, "replicas": 2,
+      "conditions": [{"type": "Available", "status": "False", "message": "pods crash"}]},
+     "Degraded", "DeploymentUnavailable"),
+    (available_status(2), "Available", "Available"),
+])
+def test_phase_follows_the_deployment(status: dict[str, Any], phase: str, reason: str) -> None:
+    agent, children = converge(agent_body())
+    for child in children:
+        if child["kind"] == "Deployment":
+            child["status"] = status
+    p = plan(agent, children=children)
+    assert p.status["phase"] == phase
+    assert cond(p.status, "Ready")["reason"] == reason
+
+
+def test_scaled_to_zero_is_available() -> None:
+    agent, _ = converge(agent_body(replicas=0))
+    assert agent["status"]["phase"] == "Available"
+    assert cond(agent["status"], "Ready")["reason"] == "ScaledToZero"

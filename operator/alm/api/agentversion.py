@@ -338,9 +338,7 @@ class AgentVersionStatus(AlmModel):
     """The metadata.generation this status describes."""
 
 
-_IMMUTABLE_SPEC = CelRule(
-    "self == oldSelf", "AgentVersion spec is immutable; create a new AgentVersion instead"
-)
+_IMMUTABLE_SPEC = CelRule("self == oldSelf", "AgentVersion spec is immutable; create a new AgentVersion instead")
 
 
 class AgentVersion(AlmModel):

@@ -198,7 +198,9 @@ DNS1123Subdomain = Annotated[
 ]
 """A DNS-1123 subdomain, the shape of most Kubernetes object names."""
 
-QUANTITY_PATTERN = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 
 
 def _quantity_to_str(value: object) -> object:
@@ -307,9 +309,7 @@ class KPIThresholds(AlmModel):
     """Lowest acceptable evaluation (alignment) score (0..1)."""
 
 
-_QUERY_BOUND = CelRule(
-    "has(self.min) || has(self.max)", "a custom query needs min or max, otherwise it can never fail"
-)
+_QUERY_BOUND = CelRule("has(self.min) || has(self.max)", "a custom query needs min or max, otherwise it can never fail")
 
 
 class CustomQuery(AlmModel):
@@ -343,9 +343,7 @@ class AnalysisSpec(AlmModel):
     """Inconclusive measurements (no data, query errors) tolerated before the rollout pauses."""
     thresholds: KPIThresholds | None = None
     """KPI limits; when absent, the Agent's spec.kpis apply."""
-    queries: list[CustomQuery] = Field(
-        default_factory=list, max_length=32, json_schema_extra=list_map("name")
-    )
+    queries: list[CustomQuery] = Field(default_factory=list, max_length=32, json_schema_extra=list_map("name"))
     """Extra PromQL checks (needs the prometheus metric provider)."""
 
 

@@ -17,7 +17,7 @@ The models are the single source of truth. :func:`build_crds` turns each kind's 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -213,14 +213,3 @@ def render_crd_yaml(crd: Mapping[str, Any]) -> str:
     """Deterministic YAML of one CRD (keys in insertion order), with a generated-file header."""
     body = yaml.dump(dict(crd), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
     return f"# Generated from alm.api by `alm crds`; do not edit.\n---\n{body}"
-
-
-def iter_schema_nodes(schema: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
-    """Every schema node with its path (``.spec.tools[*].name``), parents first."""
-    yield path, schema
-    for name, prop in schema.get("properties", {}).items():
-        yield from iter_schema_nodes(prop, f"{path}.{name}")
-    if isinstance(schema.get("items"), dict):
-        yield from iter_schema_nodes(schema["items"], f"{path}[*]")
-    if isinstance(schema.get("additionalProperties"), dict):
-        yield from iter_schema_nodes(schema["additionalProperties"], f"{path}[*]")

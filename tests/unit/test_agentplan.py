@@ -173,9 +173,25 @@ def test_switching_version_replaces_the_workload_and_keeps_the_token() -> None:
     assert applied["Deployment"]["metadata"]["name"] == "bot-bot-v2"
     assert applied["Secret"]["data"]["agent-token"] == old_secret["data"]["agent-token"]
     assert "tool-crm" not in applied["Secret"]["data"]
-    assert sorted(kinds(p.delete)) == sorted([("Deployment", "bot-bot-v1"), ("Secret", old_secret["metadata"]["name"])])
+    assert p.delete == ()  # v1 serves until v2 is available: no gap
     assert p.status["stableVersion"] == "bot-v2"
     assert p.status["phase"] == "Progressing"
+    agent, children = converge(agent, v2, {})
+    assert sorted(c["metadata"]["name"] for c in children if c["kind"] in ("Deployment", "Secret")) == sorted(
+        ["bot-bot-v2", applied["Secret"]["metadata"]["name"]])
+    assert old_secret["metadata"]["name"] not in {c["metadata"]["name"] for c in children}
+
+
+def test_the_old_version_keeps_serving_while_the_new_one_is_not_available() -> None:
+    agent, children = converge(agent_body())
+    agent["spec"]["version"] = "bot-v2"
+    v2 = ready(version_body("bot-v2"), "bot-v2-config-def")
+    first = plan(agent, v2, children=children)
+    new_deployment = next(o for o in first.apply if o["kind"] == "Deployment")
+    unavailable = as_live(new_deployment, observedGeneration=1, updatedReplicas=2, readyReplicas=1, replicas=2,
+                          conditions=[{"type": "Available", "status": "False"}])
+    p = plan(agent, v2, children=[*children, unavailable])
+    assert p.delete == ()
 
 
 @pytest.mark.parametrize(("change", "deleted"), [

@@ -74,13 +74,39 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
                 verb = Reason.CREATED if have is None else Reason.UPDATED
                 events.append(EventIntent(verb, f"{verb} {obj['kind']} {obj['metadata']['name']}"))
         wanted = {child_key(obj) for obj in desired}
-        for key, child in sorted(live.items()):
-            if key not in wanted and _deletable(child):
-                delete.append(child)
-                events.append(EventIntent(Reason.DELETED, f"Deleted {key[0]} {key[1]}"))
+        stale = {key: child for key, child in live.items() if key not in wanted and _deletable(child)}
+        for key, child in sorted(_handover(stale, resolved.inputs, obs.children).items()):
+            delete.append(child)
+            events.append(EventIntent(Reason.DELETED, f"Deleted {key[0]} {key[1]}"))
     status = _status(obs, resolved, now, pending_changes=bool(apply or delete))
     events += _problem_events(obs.body, resolved.problem)
     return AgentPlan(tuple(apply), tuple(delete), status, tuple(events))
+
+
+def _handover(
+    stale: dict[Key, Mapping[str, Any]], inputs: provisioning.AgentInputs, children: Sequence[Mapping[str, Any]]
+) -> dict[Key, Mapping[str, Any]]:
+    """The stale children that may go now.
+
+    The previous version's Deployment (and the credentials Secret it mounts) keeps
+    serving until the new version's Deployment is available: the agent's Service
+    selects both, so a version switch hands traffic over without a gap.
+    """
+    current = observe_workload(children, naming.deployment_name(inputs.name, inputs.version))
+    ready = inputs.spec.replicas == 0 or (
+        current.available and not current.rolling_out and current.ready >= inputs.spec.replicas
+    )
+    if ready:
+        return stale
+    kept_secrets = {
+        volume.get("secret", {}).get("secretName")
+        for key, child in stale.items() if key[0] == "Deployment"
+        for volume in child.get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []
+    }
+    return {
+        key: child for key, child in stale.items()
+        if key[0] != "Deployment" and not (key[0] == "Secret" and key[1] in kept_secrets)
+    }
 
 
 def _deletable(child: Mapping[str, Any]) -> bool:

@@ -1,0 +1,300 @@
+"""The operator's user stories, written once and run against two backends:
+``tests/integration`` (the emulated API server in-process) and ``tests/e2e`` (a real
+cluster). Each scenario creates objects the way a user would, waits for the
+operator's effects, and asserts them through the API: nothing here can pass unless
+the operator really did the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from alm.kube import errors
+from alm.kube.api import Kube
+
+T = TypeVar("T")
+
+TOOL_KEY_VALUE = "crm-key-" + "s3cr3t-value-for-tests-only"
+
+
+class Cluster(Protocol):
+    kube: Kube
+    namespace: str
+
+    async def wait_for(self, probe: Callable[[], T | None], *, timeout: float = 30, what: str = "") -> T: ...
+
+    async def restart_operator(self) -> None: ...
+
+    def count_writes(self) -> int | None: ...
+
+
+# --- objects as a user writes them ----------------------------------------------------
+
+def tool_secret(ns: str, value: str = TOOL_KEY_VALUE) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bot-tools", "namespace": ns},
+            "type": "Opaque", "data": {"crm-key": base64.b64encode(value.encode()).decode()}}
+
+
+def agent_version(ns: str, name: str = "bot-v1", *, tools: bool = True, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"provider": "simulated", "name": "sim-1"},
+        "instructions": f"You are {name}. Answer support questions.",
+        "tools": [{"name": "crm", "type": "http", "endpoint": "https://crm.example.com/api",
+                   "credentials": {"secretRef": {"name": "bot-tools", "key": "crm-key"}}}] if tools else [],
+        "runtime": {"image": "ghcr.io/alm-dev/alm-agent:0.1.0",
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}},
+    }
+    spec.update(overrides)
+    return {"apiVersion": "alm.dev/v1alpha1", "kind": "AgentVersion",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def agent(ns: str, name: str = "bot", version: str = "bot-v1", replicas: int = 2, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "alm.dev/v1alpha1", "kind": "Agent", "metadata": {"name": name, "namespace": ns},
+            "spec": {"version": version, "replicas": replicas, "owner": "team-support", **spec}}
+
+
+# --- small helpers ---------------------------------------------------------------------
+
+def create(cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
+    from alm.kube import resources
+
+    res = resources.for_object(obj)
+    created = cluster.kube.request("POST", res.path(obj["metadata"].get("namespace")), body=obj)
+    assert created is not None
+    return created
+
+
+def get(cluster: Cluster, kind: str, name: str) -> dict[str, Any] | None:
+    return cluster.kube.get(kind, cluster.namespace, name)
+
+
+def patch_spec(cluster: Cluster, kind: str, name: str, spec: dict[str, Any]) -> None:
+    cluster.kube.merge_patch(kind, cluster.namespace, name, {"spec": spec})
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return dict(cond)
+    return None
+
+
+def children(cluster: Cluster, kind: str, agent_name: str = "bot") -> list[dict[str, Any]]:
+    return cluster.kube.list(kind, cluster.namespace, {"alm.dev/agent": agent_name})
+
+
+async def wait_phase(cluster: Cluster, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = get(cluster, "Agent", name)
+        status = (obj or {}).get("status") or {}
+        generation = (obj or {}).get("metadata", {}).get("generation")
+        ok = status.get("phase") == phase and status.get("observedGeneration") == generation
+        return obj if ok else None
+
+    return await cluster.wait_for(probe, timeout=timeout, what=f"Agent {name} to be {phase}")
+
+
+async def deploy(cluster: Cluster, replicas: int = 2) -> dict[str, Any]:
+    ns = cluster.namespace
+    create(cluster, tool_secret(ns))
+    create(cluster, agent_version(ns))
+    create(cluster, agent(ns, replicas=replicas))
+    return await wait_phase(cluster, "bot", "Available")
+
+
+def snapshot(cluster: Cluster) -> dict[tuple[str, str], str]:
+    """resourceVersion of the Agent and everything it owns: unchanged means nothing was written."""
+    versions: dict[tuple[str, str], str] = {}
+    bot = get(cluster, "Agent", "bot")
+    assert bot is not None
+    versions[("Agent", "bot")] = bot["metadata"]["resourceVersion"]
+    for kind in ("ServiceAccount", "Secret", "Service", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding",
+                 "NetworkPolicy"):
+        for obj in children(cluster, kind):
+            versions[(kind, obj["metadata"]["name"])] = obj["metadata"]["resourceVersion"]
+    return versions
+
+
+async def assert_quiet(cluster: Cluster, seconds: float) -> None:
+    """Nothing the operator owns changes for ``seconds`` (covering at least one resync)."""
+    before, writes_before = snapshot(cluster), cluster.count_writes()
+    await asyncio.sleep(seconds)
+    assert snapshot(cluster) == before
+    writes_after = cluster.count_writes()
+    if writes_before is not None and writes_after is not None:
+        assert writes_after - writes_before == 0, "the operator wrote during a resync with nothing to do"
+
+
+# --- scenarios --------------------------------------------------------------------------
+
+async def scenario_create(cluster: Cluster) -> None:
+    """A user applies a Secret, an AgentVersion and an Agent; the agent becomes Available."""
+    bot = await deploy(cluster)
+    ns = cluster.namespace
+    status = bot["status"]
+    assert status["stableVersion"] == "bot-v1"
+    assert status["readyReplicas"] == 2
+    assert condition(bot, "Ready") is not None and condition(bot, "Ready")["status"] == "True"  # type: ignore[index]
+
+    version = get(cluster, "AgentVersion", "bot-v1")
+    assert version is not None and version["status"]["phase"] == "Ready"
+    assert len(version["status"]["specHash"]) == 64
+    config = get(cluster, "ConfigMap", version["status"]["configMapName"])
+    assert config is not None and "config.json" in config["data"]
+    assert TOOL_KEY_VALUE not in str(config)
+
+    (sa,) = children(cluster, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    (secret,) = children(cluster, "Secret")
+    assert base64.b64decode(secret["data"]["tool-crm"]).decode() == TOOL_KEY_VALUE
+    assert len(base64.b64decode(secret["data"]["agent-token"])) >= 32
+    (service,) = children(cluster, "Service")
+    assert service["spec"]["selector"] == {"alm.dev/agent": "bot"}
+    assert len(children(cluster, "PodDisruptionBudget")) == 1
+    (deployment,) = children(cluster, "Deployment")
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == bot["metadata"]["uid"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["serviceAccountName"] == "bot"
+    assert {v["name"] for v in pod["volumes"]} >= {"config", "credentials"}
+    assert TOOL_KEY_VALUE not in str(bot) and TOOL_KEY_VALUE not in str(deployment)
+
+    events = cluster.kube.list("Event", ns)
+    mine = [e for e in events if e.get("involvedObject", {}).get("name") == "bot"]
+    assert any(e.get("reason") == "Created" for e in mine), "no Created event for the Agent"
+    assert all(TOOL_KEY_VALUE not in str(e) for e in events)
+
+
+async def scenario_update(cluster: Cluster) -> None:
+    """Scale, grant permissions, restrict egress, then switch version: everything converges."""
+    await deploy(cluster)
+    patch_spec(cluster, "Agent", "bot", {
+        "replicas": 3,
+        "permissions": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+        "egress": [{"cidr": "10.20.0.0/16", "ports": [{"port": 443}]}],
+    })
+    await wait_phase(cluster, "bot", "Available")
+    (deployment,) = children(cluster, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    (role,) = children(cluster, "Role")
+    assert role["rules"][0]["verbs"] == ["get", "list"]
+    (binding,) = children(cluster, "RoleBinding")
+    assert binding["subjects"][0]["name"] == "bot"
+    (policy,) = children(cluster, "NetworkPolicy")
+    assert {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]} in policy["spec"]["egress"]
+
+    create(cluster, agent_version(cluster.namespace, "bot-v2", tools=False))
+    patch_spec(cluster, "Agent", "bot", {"version": "bot-v2", "permissions": None})
+    bot = await wait_phase(cluster, "bot", "Available")
+    assert bot["status"]["stableVersion"] == "bot-v2"
+    deployments = await cluster.wait_for(
+        lambda: (lambda ds: ds if len(ds) == 1 else None)(children(cluster, "Deployment")),
+        what="the old version's Deployment to go")
+    assert deployments[0]["metadata"]["labels"]["alm.dev/version"] == "bot-v2"
+    await cluster.wait_for(lambda: not children(cluster, "Role") or None, what="the Role to be deleted")
+    (secret,) = await cluster.wait_for(
+        lambda: (lambda s: s if len(s) == 1 else None)(children(cluster, "Secret")), what="one credentials Secret")
+    assert "tool-crm" not in secret["data"]
+
+
+async def scenario_drift_repair(cluster: Cluster) -> None:
+    """Children deleted or edited by hand are put back."""
+    await deploy(cluster)
+    (service,) = children(cluster, "Service")
+    cluster.kube.delete("Service", cluster.namespace, "bot")
+    await cluster.wait_for(
+        lambda: next((s for s in children(cluster, "Service") if s["metadata"]["uid"] != service["metadata"]["uid"]),
+                     None), what="the Service to be recreated")
+
+    (deployment,) = children(cluster, "Deployment")
+    name = deployment["metadata"]["name"]
+    cluster.kube.merge_patch("Deployment", cluster.namespace, name, {"spec": {"replicas": 5}})
+    await cluster.wait_for(
+        lambda: (get(cluster, "Deployment", name) or {}).get("spec", {}).get("replicas") == 2 or None,
+        what="the Deployment's replicas to be restored")
+
+    cluster.kube.merge_patch("ServiceAccount", cluster.namespace, "bot", {"automountServiceAccountToken": True})
+    await cluster.wait_for(
+        lambda: (get(cluster, "ServiceAccount", "bot") or {}).get("automountServiceAccountToken") is False or None,
+        what="token automount to be switched off again")
+
+
+async def scenario_invalid_input(cluster: Cluster) -> None:
+    """Missing version, missing Secret, invalid version: a condition says what to fix; fixes recover."""
+    ns = cluster.namespace
+    create(cluster, agent(ns, replicas=1))
+    bot = await cluster.wait_for(
+        lambda: (lambda a: a if (condition(a, "Ready") or {}).get("reason") == "VersionNotFound" else None)(
+            get(cluster, "Agent", "bot")), what="VersionNotFound")
+    assert bot["status"]["phase"] == "Pending"
+    assert "bot-v1" in condition(bot, "Ready")["message"]  # type: ignore[index]
+    assert children(cluster, "Deployment") == [] and children(cluster, "Secret") == []
+
+    writes = cluster.count_writes()
+    await asyncio.sleep(2.5)  # more than one resync: no retry storm, no repeated status writes
+    if writes is not None:
+        assert cluster.count_writes() == writes
+
+    create(cluster, agent_version(ns))  # references Secret bot-tools, which does not exist yet
+    await cluster.wait_for(
+        lambda: (condition(get(cluster, "Agent", "bot"), "Ready") or {}).get("reason") == "SecretNotFound" or None,
+        what="SecretNotFound")
+    assert children(cluster, "Deployment") == []
+
+    create(cluster, tool_secret(ns))  # recovers by itself at the next resync
+    await wait_phase(cluster, "bot", "Available")
+
+    bad = agent_version(ns, "bot-bad")
+    bad["spec"]["runtime"] = {"image": "x", "port": 70000}
+    try:
+        create(cluster, bad)
+    except errors.Invalid as exc:  # a real API server rejects it with the CRD's schema: fine
+        assert "port" in str(exc)
+    else:  # a server without schema validation: the operator must catch it
+        await cluster.wait_for(
+            lambda: (condition(get(cluster, "AgentVersion", "bot-bad"), "Invalid") or {}).get("status") == "True"
+            or None, what="the AgentVersion to be Invalid")
+        patch_spec(cluster, "Agent", "bot", {"version": "bot-bad"})
+        await cluster.wait_for(
+            lambda: (condition(get(cluster, "Agent", "bot"), "Invalid") or {}).get("reason") == "VersionInvalid"
+            or None, what="the Agent to report VersionInvalid")
+        (deployment,) = children(cluster, "Deployment")
+        assert deployment["metadata"]["labels"]["alm.dev/version"] == "bot-v1"  # the good version keeps serving
+
+
+async def scenario_deletion(cluster: Cluster) -> None:
+    """Deleting the Agent removes every child, credentials included."""
+    await deploy(cluster)
+    cluster.kube.delete("Agent", cluster.namespace, "bot")
+    await cluster.wait_for(lambda: get(cluster, "Agent", "bot") is None or None, what="the Agent to go")
+    for kind in ("Deployment", "Secret", "ServiceAccount", "Service", "PodDisruptionBudget"):
+        await cluster.wait_for(lambda kind=kind: not children(cluster, kind) or None,  # type: ignore[misc]
+                               timeout=60, what=f"{kind} children to be garbage-collected")
+
+
+async def scenario_resync_is_quiet(cluster: Cluster) -> None:
+    """Once converged, resyncs and an operator restart write nothing."""
+    await deploy(cluster)
+    await asyncio.sleep(0.5)  # let the last status write land
+    await assert_quiet(cluster, 3.0)
+    await cluster.restart_operator()
+    await assert_quiet(cluster, 3.0)
+
+
+SCENARIOS = [
+    scenario_create,
+    scenario_update,
+    scenario_drift_repair,
+    scenario_invalid_input,
+    scenario_deletion,
+    scenario_resync_is_quiet,
+]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -13,6 +13,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -59,6 +60,12 @@ def test_rendered_yaml_loads_back_to_the_crd() -> None:
 
 
 # --- Shape of each CRD ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_crd_is_a_valid_customresourcedefinition(kind: str) -> None:
+    """Checked against Kubernetes' own apiextensions.k8s.io/v1 schema, unknown fields refused."""
+    kubernetes_validate.validate(CRDS[kind], kubernetes_validate.latest_version(), strict=True)
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -122,7 +129,7 @@ def test_top_level_schema(kind: str) -> None:
     assert schema["properties"]["metadata"] == {"type": "object"}
 
 
-@pytest.mark.parametrize("kind", ["Agent", "AgentRollout", "AgentRetirement"])
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_status_keeps_kopf_state(kind: str) -> None:
     kopf = _schema(kind)["properties"]["status"]["properties"]["kopf"]
     assert kopf["type"] == "object"

@@ -16,6 +16,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import kubernetes_validate
 import pydantic
 import pytest
 import yaml
@@ -160,6 +161,20 @@ def test_example_is_admitted_by_the_crd(document: dict[str, Any]) -> None:
 @pytest.mark.parametrize("document", EXAMPLE_DOCUMENTS)
 def test_example_is_accepted_by_the_model(document: dict[str, Any]) -> None:
     KINDS[document["kind"]].model.model_validate(document)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(doc, id=f"{path.name}:{doc['kind']}")
+        for path in sorted(EXAMPLES.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in _documents(path)
+        if doc.get("apiVersion") != "alm.dev/v1alpha1"
+    ],
+)
+def test_other_example_objects_are_valid_kubernetes(document: dict[str, Any]) -> None:
+    kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_kustomization_lists_the_support_bot() -> None:

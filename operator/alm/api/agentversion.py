@@ -21,6 +21,7 @@ from alm.api.common import (
     Condition,
     ConfigMapKeyRef,
     DNS1123Label,
+    KopfState,
     Quantity,
     SecretKeyRef,
     count_set,
@@ -336,6 +337,8 @@ class AgentVersionStatus(AlmModel):
     """Standard conditions (Ready, Invalid)."""
     observed_generation: int | None = Field(None, ge=0)
     """The metadata.generation this status describes."""
+    kopf: KopfState | None = None
+    """Progress and diff-base kopf stores in status instead of annotations (GitOps-friendly)."""
 
 
 _IMMUTABLE_SPEC = CelRule("self == oldSelf", "AgentVersion spec is immutable; create a new AgentVersion instead")

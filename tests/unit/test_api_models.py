@@ -225,6 +225,18 @@ INVALID: list[tuple[str, type[pydantic.BaseModel], dict[str, Any], str]] = [
         ),
         "less than or equal to 1",
     ),
+    (
+        "duplicate tool",
+        AgentVersionSpec,
+        with_(VERSION_SPEC, "tools", [{"name": "t", "type": "mcp", "mcpUrl": "http://m"}] * 2),
+        "tools: duplicate entry t",
+    ),
+    (
+        "duplicate env",
+        AgentVersionSpec,
+        with_(VERSION_SPEC, "runtime.env", [{"name": "A"}, {"name": "A"}]),
+        "env: duplicate entry A",
+    ),
     # Agent
     ("missing version", AgentSpec, {"replicas": 1}, "version"),
     ("version not DNS", AgentSpec, with_(AGENT_SPEC, "version", "Bot_1"), "pattern"),
@@ -552,6 +564,12 @@ def test_status_with_kopf_state_and_conditions() -> None:
     assert status.conditions[0].status is ConditionStatus.TRUE
     assert status.kopf == {"progress": {"handler": {"retries": 1}}, "anything": ["goes"]}
     assert AgentStatus().phase is AgentPhase.PENDING
+
+
+def test_duplicate_conditions_are_refused() -> None:
+    condition = {"type": "Ready", "status": "True", "reason": "R", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    with pytest.raises(pydantic.ValidationError, match="conditions: duplicate entry Ready"):
+        AgentStatus.model_validate({"conditions": [condition, {**condition, "status": "False"}]})
 
 
 def test_phase_enums_are_strings() -> None:

@@ -99,6 +99,34 @@ class AlmModel(BaseModel):
         """The object as Kubernetes wants it: camelCase keys, JSON types, unset fields left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    @model_validator(mode="after")
+    def _check_list_map_keys(self) -> Self:
+        # The API server refuses duplicate keys in a list-map (see list_map); so does the model.
+        for name, info in type(self).model_fields.items():
+            keys = _list_map_keys(info.json_schema_extra)
+            seen: set[tuple[object, ...]] = set()
+            for item in (getattr(self, name) or ()) if keys else ():
+                key = tuple(_wire_value(item, wire) for wire in keys)
+                if key in seen:
+                    raise ValueError(f"{info.alias or name}: duplicate entry {', '.join(map(str, key))}")
+                seen.add(key)
+        return self
+
+
+def _list_map_keys(extra: object) -> list[str]:
+    """The map keys of a field marked with :func:`list_map`, else []."""
+    if not isinstance(extra, dict) or extra.get("x-kubernetes-list-type") != "map":
+        return []
+    return [str(key) for key in extra["x-kubernetes-list-map-keys"]]
+
+
+def _wire_value(item: BaseModel, wire_name: str) -> object:
+    """The value of the field called ``wire_name`` on the wire."""
+    for name, info in type(item).model_fields.items():
+        if (info.alias or name) == wire_name:
+            return getattr(item, name)
+    raise KeyError(wire_name)
+
 
 # --- CEL rules -----------------------------------------------------------------------------------
 

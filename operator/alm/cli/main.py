@@ -82,7 +82,7 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
     crds = crdgen.build_crds()
     if args.stdout:
-        sys.stdout.write("---\n".join(crdgen.render_crd_yaml(crd) for crd in crds))
+        sys.stdout.write("".join(crdgen.render_crd_yaml(crd) for crd in crds))
         return 0
     out = pathlib.Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="coordinate replicas through kopf peering objects")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                      help="liveness endpoint URL to serve ('' to disable)")
+    run.add_argument("--metrics-port", type=int, default=9090,
+                     help="serve the operator's Prometheus metrics on this port (0 to disable)")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
@@ -71,6 +73,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from alm.kube.client import build_configuration
 
     _setup_logging(args.log_format, args.verbose)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        from alm.metrics.operator import REGISTRY
+
+        start_http_server(args.metrics_port, registry=REGISTRY)
     configuration = build_configuration(args.server, args.kubeconfig, args.context)
     asyncio.run(run_operator(configuration, namespaces=args.namespace, standalone=args.standalone,
                              liveness=args.liveness or None))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from alm.handlers import registry
 from alm.handlers.context import Context, random_string, utcnow
 from alm.handlers.registry import REGISTRY
 from alm.kube import errors, resources, shell
+from alm.metrics import operator as metrics
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,9 @@ def _first(index: Any, key: Any) -> Any:
 
 @kopf.on.event(GROUP, VERSION, "agents", registry=REGISTRY)
 async def agent_event(type: str, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    if type != "DELETED":
+    if type == "DELETED":
+        metrics.PHASES.observe(namespace, name, None)
+    else:
         await reconcile_agent(Context.of(memo), namespace, name, kwargs)
 
 
@@ -115,15 +119,15 @@ async def agent_resync(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any
 
 async def reconcile_agent(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
     async def work() -> None:
-        await _with_retries(ctx, f"Agent {namespace}/{name}", lambda: _agent_pass(ctx, namespace, name, indexes))
+        await _with_retries(ctx, "Agent", f"{namespace}/{name}", lambda: _agent_pass(ctx, namespace, name, indexes))
 
     await ctx.coalescer.run(("Agent", namespace, name), work)
 
 
-async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> shell.Outcome | None:
     body = _first(indexes["agent_index"], (namespace, name))
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-        return
+        return None
     body = {**ctx.freshness.view(body)}
     uid = body.get("metadata", {}).get("uid", "")
     version_name = (body.get("spec") or {}).get("version")
@@ -142,6 +146,8 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     )
     _remember(ctx, outcome, uid)
     _post(body, plan.events)
+    metrics.PHASES.observe(namespace, name, plan.status.get("phase"))
+    return outcome
 
 
 def _owned_by(child: Mapping[str, Any], uid: str) -> bool:
@@ -177,10 +183,10 @@ async def version_config_event(namespace: str, body: kopf.Body, memo: kopf.Memo,
 
 
 async def reconcile_version(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
-    async def once() -> None:
+    async def once() -> shell.Outcome | None:
         body = _first(indexes["version_index"], (namespace, name))
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-            return
+            return None
         body = dict(ctx.freshness.view(body))
         live: list[Mapping[str, Any]] = [ctx.freshness.view(cm)
                 for cm in indexes["version_configmaps"].get((namespace, naming.label_value(name)), ())]
@@ -191,9 +197,10 @@ async def reconcile_version(ctx: Context, namespace: str, name: str, indexes: Ma
         )
         _remember(ctx, outcome, body.get("metadata", {}).get("uid", ""))
         _post(body, plan.events)
+        return outcome
 
     async def work() -> None:
-        await _with_retries(ctx, f"AgentVersion {namespace}/{name}", once)
+        await _with_retries(ctx, "AgentVersion", f"{namespace}/{name}", once)
 
     await ctx.coalescer.run(("AgentVersion", namespace, name), work)
 
@@ -203,10 +210,13 @@ async def reconcile_version(ctx: Context, namespace: str, name: str, indexes: Ma
 def _remember(ctx: Context, outcome: shell.Outcome, owner_uid: str) -> None:
     for obj in outcome.applied:
         ctx.freshness.wrote(obj)
+        metrics.WRITES.labels(kind=str(obj.get("kind")), verb="apply").inc()
     for gone in outcome.deleted:
         ctx.freshness.deleted(gone, owner_uid)
+        metrics.WRITES.labels(kind=str(gone.get("kind")), verb="delete").inc()
     if outcome.patched:
         ctx.freshness.wrote(outcome.patched)
+        metrics.WRITES.labels(kind=str(outcome.patched.get("kind")), verb="status").inc()
 
 
 def _post(body: Mapping[str, Any], events: Any) -> None:
@@ -214,17 +224,25 @@ def _post(body: Mapping[str, Any], events: Any) -> None:
         kopf.event(kopf.Body(dict(body)), type=event.type, reason=event.reason, message=event.message)
 
 
-async def _with_retries(ctx: Context, what: str, attempt: Any) -> None:
+async def _with_retries(
+    ctx: Context, kind: str, name: str, attempt: Callable[[], Awaitable[shell.Outcome | None]]
+) -> None:
     """Retry conflicts and server errors a few times; then leave it to the resync timer."""
     delay = ctx.backoff
     for n in range(ctx.retries + 1):
+        started = time.monotonic()
         try:
-            await attempt()
-            return
+            outcome = await attempt()
         except errors.ApiError as exc:
+            metrics.RECONCILES.labels(kind=kind, result="error").inc()
             if not exc.retriable or n == ctx.retries:
-                log.error("%s: giving up until the next resync: %s", what, exc)
+                log.error("%s %s: giving up until the next resync: %s", kind, name, exc)
                 return
-            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            log.warning("%s %s: %s; retrying in %.1fs", kind, name, exc, delay)
             await asyncio.sleep(delay)
             delay *= 2
+        else:
+            metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
+            wrote = outcome is not None and outcome.wrote
+            metrics.RECONCILES.labels(kind=kind, result="ok" if wrote else "noop").inc()
+            return

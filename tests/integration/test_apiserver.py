@@ -333,7 +333,7 @@ def test_server_side_apply_creates_updates_and_prunes(core: client.CoreV1Api, ap
     config = {'apiVersion': 'v1', 'kind': 'ConfigMap',
               'metadata': {'name': 'cm', 'labels': {'owner': 'a'}}, 'data': {'x': '1', 'y': '2'}}
     status, created = apply(api, path, config, 'a')
-    assert status == 200 and created['data'] == {'x': '1', 'y': '2'}
+    assert status == 201 and created['data'] == {'x': '1', 'y': '2'}
     (entry,) = created['metadata']['managedFields']
     assert (entry['manager'], entry['operation'], entry['fieldsType']) == ('a', 'Apply', 'FieldsV1')
     assert entry['fieldsV1'] == {'f:data': {'f:x': {}, 'f:y': {}}, 'f:metadata': {'f:labels': {'f:owner': {}}}}

@@ -203,10 +203,14 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         """
         methods = {method.upper()} if isinstance(method, str) else (
             {m.upper() for m in method} if method is not None else None)
-        target: tuple[str, str] | None = None
+        target: tuple[str | None, str | None] | None = None
         if resource is not None:
-            rdef = self.store.resolve(resource)
-            target = (rdef.group, rdef.plural)
+            try:
+                rdef = self.store.resolve(resource)
+                target = (rdef.group, rdef.plural)
+            except LookupError:  # not served (any more): match what the request said
+                spec = resource if isinstance(resource, kmock.resource) else kmock.resource(resource)
+                target = (spec.group, spec.plural)
         result = []
         for request in self._requests[since:]:
             verb = str(request.method.value).upper()
@@ -214,8 +218,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
                 continue
             if writes and verb not in WRITE_METHODS:
                 continue
-            if target is not None and (
-                    request.resource is None or (request.resource.group, request.resource.plural) != target):
+            if target is not None and (request.resource is None or not (
+                    target[0] in (None, request.resource.group) and target[1] == request.resource.plural)):
                 continue
             if namespace is not None and request.namespace != namespace:
                 continue
@@ -404,7 +408,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             if patch_type is None:
                 raise api_error(415, 'UnsupportedMediaType',
                                 f'the body of the request was in an unknown format: {content_type}')
-            return 200, self.store.patch(
+            created = patch_type == 'apply' and not sub and self.store.find(rdef, namespace, name) is None
+            return 201 if created else 200, self.store.patch(
                 rdef, namespace, name, self._body(request, yaml_ok=patch_type == 'apply'),
                 patch_type=patch_type, subresource=sub, field_manager=params.get('fieldManager'),
                 force=params.get('force') == 'true', dry_run=dry_run)

@@ -156,7 +156,7 @@ class ObjectStore:
         if spec in self._defs:
             return self._defs[spec]
         candidates = [
-            rdef for rdef in self._defs.values()
+            rdef for rdef in list(self._defs.values())  # a snapshot: tests may call this from another thread
             if spec.group is None or spec.group == rdef.group
             if spec.version is None or spec.version == rdef.version
             if spec.plural is None or spec.plural in rdef.names
@@ -670,10 +670,12 @@ class ObjectStore:
         for other in entries:
             if other is not mine:
                 others |= patching.paths_from_fields_v1(other.get('fieldsV1') or {})
-        merged = patching.apply_merge(self._served(rdef, live), config)
+        served = self._served(rdef, live)
+        merged = patching.apply_merge(served, config)
         merged = patching.remove_fields(merged, old_paths - new_paths, keep=others | new_paths)
-        if mine is not None and old_paths == new_paths:
-            entry = mine  # unchanged ownership keeps its timestamp, so a no-op stays a no-op
+        unchanged = _without_managed_fields(merged) == _without_managed_fields(served)
+        if mine is not None and old_paths == new_paths and unchanged:
+            entry = mine  # a no-op apply keeps the entry's timestamp, so it stays a no-op
         entries = [e for e in entries if e is not mine]
         if new_paths:
             entries.append(entry)
@@ -840,6 +842,11 @@ class ObjectStore:
                 self._commit(defs[0], key, obj, copy.deepcopy(obj), 'DELETED')
         for rdef in defs:
             self.unregister(rdef.key)
+
+
+def _without_managed_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get('metadata') or {}).items() if k != 'managedFields'}
+    return {**obj, 'metadata': meta}
 
 
 def _spec_view(obj: Mapping[str, Any]) -> dict[str, Any]:

@@ -67,17 +67,23 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
     if resolved.inputs is not None:
         live = {child_key(child): child for child in obs.children}
         desired = provisioning.desired_children(resolved.inputs)
+        created: list[str] = []
+        updated: list[str] = []
         for obj in desired:
             have = live.get(child_key(obj))
             if have is None or not covers(have, obj):
                 apply.append(obj)
-                verb = Reason.CREATED if have is None else Reason.UPDATED
-                events.append(EventIntent(verb, f"{verb} {obj['kind']} {obj['metadata']['name']}"))
+                (created if have is None else updated).append(f"{obj['kind']} {obj['metadata']['name']}")
         wanted = {child_key(obj) for obj in desired}
         stale = {key: child for key, child in live.items() if key not in wanted and _deletable(child)}
+        deleted: list[str] = []
         for key, child in sorted(_handover(stale, resolved.inputs, obs.children).items()):
             delete.append(child)
-            events.append(EventIntent(Reason.DELETED, f"Deleted {key[0]} {key[1]}"))
+            deleted.append(f"{key[0]} {key[1]}")
+        # One event per verb and pass, not one per child: Events are writes too.
+        for reason, names in ((Reason.CREATED, created), (Reason.UPDATED, updated), (Reason.DELETED, deleted)):
+            if names:
+                events.append(EventIntent(reason, f"{reason} " + ", ".join(names)))
     status = _status(obs, resolved, now, pending_changes=bool(apply or delete))
     events += _problem_events(obs.body, resolved.problem)
     return AgentPlan(tuple(apply), tuple(delete), status, tuple(events))

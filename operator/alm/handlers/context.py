@@ -4,8 +4,10 @@ coalescer, the freshness cache, and the two impurities the core takes as inputs
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
+import os
 import secrets
 from typing import Any
 
@@ -31,6 +33,12 @@ class Context:
     freshness: Freshness = dataclasses.field(default_factory=Freshness)
     retries: int = 3
     backoff: float = 0.5
+    # How often every Agent is reconciled even when no watch event says it changed.
+    resync: float = dataclasses.field(default_factory=lambda: float(os.environ.get("ALM_RESYNC_SECONDS", "60")))
+    # kopf hands its indexes only to handlers; the resync loop borrows them from the
+    # first handler call (they are live views, updated by kopf as watch events arrive).
+    indexes: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resync_task: asyncio.Task[None] | None = None
 
     @classmethod
     def of(cls, memo: Any) -> Context:

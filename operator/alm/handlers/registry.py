@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
 
-__all__ = ["FINALIZER", "REGISTRY", "RESYNC_SECONDS", "configure"]
+__all__ = ["FINALIZER", "REGISTRY", "configure"]
 
 REGISTRY = kopf.OperatorRegistry()
 
 FINALIZER = "alm.dev/finalizer"
 
-# How often every Agent is reconciled even when nothing was observed to change: the
-# safety net for changes we do not watch (a user's Secret created later) and for
-# writes that failed. Read once at import because kopf fixes timer intervals then.
-RESYNC_SECONDS = float(os.environ.get("ALM_RESYNC_SECONDS", "60"))
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

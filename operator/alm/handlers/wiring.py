@@ -37,8 +37,36 @@ CHILD_INDEX = {kind: f"children_{resources.for_kind(kind).plural}" for kind in r
 
 
 @kopf.on.startup(registry=REGISTRY)
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     registry.configure(settings)
+    ctx = Context.of(memo)
+    ctx.resync_task = asyncio.create_task(_resync_loop(ctx, ctx.resync), name="alm-resync")
+
+
+@kopf.on.cleanup(registry=REGISTRY)
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task = Context.of(memo).resync_task
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _resync_loop(ctx: Context, interval: float) -> None:
+    """Reconcile every known Agent every ``interval`` seconds.
+
+    The safety net for what no watch event announces (a user's Secret created later, a
+    write that failed). One loop instead of kopf timers: a kopf timer needs a finalizer on
+    every Agent and a task per Agent.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        if "agent_index" not in ctx.indexes:
+            continue
+        for namespace, name in list(ctx.indexes["agent_index"]):
+            try:
+                await reconcile_agent(ctx, namespace, name, ctx.indexes)
+            except Exception:  # one broken Agent must not stop the resync of the others
+                log.exception("resync of Agent %s/%s failed", namespace, name)
 
 
 # --- indexes: the operator's watch-fed view of the cluster -------------------------
@@ -111,13 +139,9 @@ async def agent_event(type: str, namespace: str, name: str, memo: kopf.Memo, **k
         await reconcile_agent(Context.of(memo), namespace, name, kwargs)
 
 
-@kopf.timer(GROUP, VERSION, "agents", interval=registry.RESYNC_SECONDS, initial_delay=registry.RESYNC_SECONDS,
-            registry=REGISTRY)
-async def agent_resync(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await reconcile_agent(Context.of(memo), namespace, name, kwargs)
-
-
 async def reconcile_agent(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
+    if not ctx.indexes:
+        ctx.indexes.update({key: value for key, value in indexes.items() if isinstance(value, kopf.Index)})
     async def work() -> None:
         await _with_retries(ctx, "Agent", f"{namespace}/{name}", lambda: _agent_pass(ctx, namespace, name, indexes))
 

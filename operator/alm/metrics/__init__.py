@@ -1,0 +1,10 @@
+"""Agent metrics: the contract every agent exposes (``alm.metrics.contract``).
+
+The contract module is pure data; the runtime registers it and the KPI providers query it.
+"""
+
+from __future__ import annotations
+
+from alm.metrics import contract
+
+__all__ = ["contract"]

@@ -1,4 +1,5 @@
-"""Agent metrics: the contract every agent exposes (``alm.metrics.contract``).
+"""Metrics: the contract every agent exposes (``alm.metrics.contract``) and the operator's own
+(``alm.metrics.operator``).
 
 The contract module is pure data; the runtime registers it and the KPI providers query it.
 """

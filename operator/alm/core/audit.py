@@ -50,6 +50,8 @@ __all__ = [
     "COMPONENT",
     "DATA_KEY",
     "GENESIS",
+    "MAX_DETAILS_BYTES",
+    "MIN_SECRET_LENGTH",
     "OPERATOR_ACTOR",
     "REDACTED",
     "SEGMENT_LIMIT",

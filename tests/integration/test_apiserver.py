@@ -7,6 +7,7 @@ store directly except to install CRDs or to read what only the server knows.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import time
@@ -728,3 +729,12 @@ async def test_a_kopf_operator_handles_objects_and_patches_status(widgets: None,
     finally:
         stop.set()
         await asyncio.wait_for(operator, timeout=30)
+
+
+def test_secret_string_data_is_folded_into_data(apiserver: Any) -> None:
+    """Like a real server: stringData is write-only, stored base64 in data (kubectl apply of examples uses it)."""
+    core = client.CoreV1Api(apiserver.api_client())
+    body = {"metadata": {"name": "s", "namespace": "default"}, "stringData": {"k": "v"}, "data": {"a": "Yg=="}}
+    created = core.create_namespaced_secret("default", body)
+    assert created.data == {"a": "Yg==", "k": base64.b64encode(b"v").decode()}
+    assert created.string_data is None

@@ -169,6 +169,7 @@ def _version_problem(name: str, version: Mapping[str, Any] | None) -> Problem | 
         return Problem(
             Reason.VERSION_NOT_READY,
             f"AgentVersion {name!r} has not been validated yet; waiting for the operator to render it.",
+            announce=False,
         )
     return None
 
@@ -254,7 +255,7 @@ def _phase(
 
 def _problem_events(body: Mapping[str, Any], problem: Problem | None) -> list[EventIntent]:
     """A warning when a problem appears or changes, not on every pass (no event storms)."""
-    if problem is None:
+    if problem is None or not problem.announce:
         return []
     previous = conditions.find((body.get("status") or {}).get("conditions"), Cond.PROVISIONED)
     if previous is not None and previous.get("message") == problem.message:

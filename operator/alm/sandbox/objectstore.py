@@ -30,6 +30,7 @@ Simplifications (see also the emulator's docstring):
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import copy
 import dataclasses
@@ -62,6 +63,15 @@ _SYSTEM_META = ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestam
 _IMMUTABLE_META = ('name', 'namespace', 'uid', 'creationTimestamp', 'deletionTimestamp',
                    'deletionGracePeriodSeconds')
 _NAME_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789'
+
+
+def _fold_string_data(rdef: ResourceDef, obj: dict[str, Any]) -> None:
+    """Secrets' ``stringData`` is write-only: the server merges it into ``data`` (base64) and drops it."""
+    if rdef.group == '' and rdef.plural == 'secrets' and isinstance(obj.get('stringData'), dict):
+        data = obj.setdefault('data', {}) or {}
+        for key, value in obj.pop('stringData').items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj['data'] = data
 
 
 def api_error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
@@ -383,6 +393,7 @@ class ObjectStore:
         if rdef.has_status:
             obj.pop('status', None)
         self._defaults_on_create(rdef, obj)
+        _fold_string_data(rdef, obj)
         obj['apiVersion'] = rdef.storage_api_version
         if dry_run:
             return self._served(rdef, obj)
@@ -574,6 +585,7 @@ class ObjectStore:
             raise api_error(400, 'BadRequest', 'metadata must be an object')
         new['apiVersion'] = rdef.storage_api_version
         new['kind'] = rdef.kind
+        _fold_string_data(rdef, new)
         for field in _IMMUTABLE_META:
             if field in live_meta:
                 meta[field] = live_meta[field]

@@ -272,3 +272,27 @@ def test_scaled_to_zero_is_available() -> None:
     agent, _ = converge(agent_body(replicas=0))
     assert agent["status"]["phase"] == "Available"
     assert cond(agent["status"], "Ready")["reason"] == "ScaledToZero"
+
+
+def test_a_retiring_agent_is_left_alone() -> None:
+    agent, children = converge(agent_body())
+    children = [c for c in children if c["kind"] != "Deployment"]  # scaled away by the retirement
+    p = plan_agent(AgentObservations(agent, ready(version_body()), SOURCES, children,
+                                     retirement={"metadata": {"name": "bye"}}), LATER, fixed_random)
+    assert p.apply == () and p.delete == () and p.events == ()
+    assert statuspatch.status_patch(agent["status"], p.status, AGENT_STATUS_KEYS) is None
+
+
+def test_a_retired_agent_acknowledges_spec_changes_and_ignores_them() -> None:
+    agent, _ = converge(agent_body())
+    agent["status"]["phase"] = "Retired"
+    agent["spec"]["replicas"] = 5
+    agent["metadata"]["generation"] = 2
+    p = plan_agent(AgentObservations(agent, ready(version_body()), SOURCES, []), LATER, fixed_random)
+    assert p.apply == () and p.delete == ()
+    assert p.status["phase"] == "Retired" and p.status["observedGeneration"] == 2
+    assert cond(p.status, "Retired")["status"] == "True"
+    assert [e.reason for e in p.events] == ["SpecIgnored"]
+    agent["status"] = p.status
+    again = plan_agent(AgentObservations(agent, ready(version_body()), SOURCES, []), LATER, fixed_random)
+    assert again.events == () and again.status == p.status

@@ -41,6 +41,7 @@ class AgentObservations:
     version: Mapping[str, Any] | None  # the AgentVersion named by spec.version, if it exists
     sources: Mapping[str, Mapping[str, str] | None]  # referenced Secrets' data (None: missing)
     children: Sequence[Mapping[str, Any]]  # live objects labelled as this Agent's children
+    retirement: Mapping[str, Any] | None = None  # an AgentRetirement naming this Agent, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,8 @@ class _Resolved:
 
 def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str]) -> AgentPlan:
     """Decide everything for one Agent. ``generate(n)`` yields fresh random strings."""
+    if obs.retirement is not None or (obs.body.get("status") or {}).get("phase") == "Retired":
+        return _stand_down(obs, now)
     resolved = _resolve(obs, generate)
     apply: list[Obj] = []
     delete: list[Mapping[str, Any]] = []
@@ -87,6 +90,27 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
     status = _status(obs, resolved, now, pending_changes=bool(apply or delete))
     events += _problem_events(obs.body, resolved.problem)
     return AgentPlan(tuple(apply), tuple(delete), status, tuple(events))
+
+
+def _stand_down(obs: AgentObservations, now: str) -> AgentPlan:
+    """A retiring or retired Agent is the retirement controller's: never provisioned again.
+
+    While a retirement runs, nothing is touched. Once retired, a spec change is only
+    acknowledged (``observedGeneration``) with a condition and a warning saying it is ignored.
+    """
+    previous: dict[str, Any] = dict(obs.body.get("status") or {})
+    if previous.get("phase") != "Retired":
+        return AgentPlan(status=previous)
+    generation = obs.body.get("metadata", {}).get("generation")
+    status = {**previous, "observedGeneration": generation}
+    events: tuple[EventIntent, ...] = ()
+    if not conditions.find(previous.get("conditions"), Cond.RETIRED):
+        retired = condition(Cond.RETIRED, True, Reason.RETIRED, "The Agent is retired; it is never provisioned again.")
+        status["conditions"] = [*previous.get("conditions", []), *conditions.merge_conditions(None, [retired], now=now)]
+    if previous.get("observedGeneration") not in (None, generation):
+        events = (EventIntent(Reason.SPEC_IGNORED, "The Agent is retired: spec changes are ignored. "
+                              "Create a new Agent to run this agent again.", warning=True),)
+    return AgentPlan(status=status, events=events)
 
 
 def _handover(

@@ -17,6 +17,7 @@ class Cond:
     PROVISIONED = "Provisioned"  # every child object matches the spec
     INVALID = "Invalid"  # the spec cannot be acted on; the message says what to fix
     DEGRADED = "Degraded"  # provisioned, but the workload is not available
+    RETIRED = "Retired"  # the Agent was retired; it is never provisioned again
 
 
 class Reason:
@@ -36,6 +37,8 @@ class Reason:
     INVALID_SPEC = "InvalidSpec"
     VALID = "Valid"
     SCALED_TO_ZERO = "ScaledToZero"
+    RETIRED = "Retired"
+    SPEC_IGNORED = "SpecIgnored"
     # Events about children
     CREATED = "Created"
     UPDATED = "Updated"

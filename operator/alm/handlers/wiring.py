@@ -82,6 +82,12 @@ def agents_by_version(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> d
     return {(namespace, version): name} if isinstance(version, str) else None
 
 
+@kopf.index(GROUP, VERSION, "agentretirements", registry=REGISTRY)
+def retirements_by_agent(namespace: str, spec: kopf.Spec, body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    agent = (spec.get("agentRef") or {}).get("name")
+    return {(namespace, agent): dict(body)} if isinstance(agent, str) else None
+
+
 @kopf.index(GROUP, VERSION, "agentversions", registry=REGISTRY)
 def version_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): dict(body)}
@@ -161,8 +167,10 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     children = ctx.freshness.merge(indexed, resources.AGENT_CHILD_KINDS, namespace, uid)
     children = [c for c in children if _owned_by(c, uid)]
     refs = credentials.referenced_secrets((version or {}).get("spec"))
-    sources = await asyncio.to_thread(_read_sources, ctx, namespace, refs) if refs else {}
-    obs = agentplan.AgentObservations(body, version, sources, children)
+    retiring = _first(indexes["retirements_by_agent"], (namespace, name)) is not None
+    sources = await asyncio.to_thread(_read_sources, ctx, namespace, refs) if refs and not retiring else {}
+    retirement = _first(indexes["retirements_by_agent"], (namespace, name))
+    obs = agentplan.AgentObservations(body, version, sources, children, retirement)
     plan = agentplan.plan_agent(obs, utcnow(), random_string)
     outcome = await asyncio.to_thread(
         shell.execute, ctx.kube, body, apply=plan.apply, delete=plan.delete,

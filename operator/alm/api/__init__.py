@@ -45,6 +45,7 @@ from alm.api.agentretirement import (
     RevocationWebhook,
     RevokedCredential,
     RevokeSpec,
+    StepAttempts,
 )
 from alm.api.agentrollout import (
     AgentRollout,
@@ -217,6 +218,7 @@ __all__ = [
     "ShadowRelativeThresholds",
     "ShadowStrategy",
     "StepAnalysis",
+    "StepAttempts",
     "ToolCredentials",
     "ToolSpec",
     "ToolType",

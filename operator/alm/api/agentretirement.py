@@ -38,6 +38,7 @@ __all__ = [
     "RevocationWebhook",
     "RevokeSpec",
     "RevokedCredential",
+    "StepAttempts",
 ]
 
 
@@ -153,7 +154,8 @@ class RevokedCredential(AlmModel):
     revoked_at: str
     """When (RFC 3339)."""
     result: str
-    """Revoked, AlreadyGone or Failed."""
+    """Pending (recorded, to be revoked on the next pass), Revoked, AlreadyGone (gone before alm deleted it),
+    Skipped (kept because spec.revoke says so) or Failed (the webhook gave up; annotate alm.dev/retry)."""
 
 
 class ArchiveResult(AlmModel):
@@ -169,6 +171,19 @@ class ArchiveResult(AlmModel):
     """Number of objects the archive is split into."""
 
 
+class StepAttempts(AlmModel):
+    """Attempts of a step that is retried with backoff (the revocation webhook, the archive write)."""
+
+    count: int = Field(ge=0)
+    """Attempts made so far."""
+    last_at: str
+    """When the last attempt was made (RFC 3339)."""
+    last_result: str
+    """What the last attempt returned, e.g. HTTP 503 or timed out (never a credential)."""
+    retryable: bool
+    """Whether another attempt can help; false once the step succeeded or was refused for good."""
+
+
 class AgentRetirementStatus(AlmModel):
     """Progress of the retirement."""
 
@@ -180,6 +195,8 @@ class AgentRetirementStatus(AlmModel):
     """Credentials revoked."""
     archive: ArchiveResult | None = None
     """The archive written."""
+    attempts: dict[str, StepAttempts] | None = None
+    """Attempts of the retried steps, by step: webhook, archive."""
     message: str | None = None
     """What is happening, or what failed and what to do."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=list_map("type"))

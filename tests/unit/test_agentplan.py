@@ -296,3 +296,13 @@ def test_a_retired_agent_acknowledges_spec_changes_and_ignores_them() -> None:
     agent["status"] = p.status
     again = plan_agent(AgentObservations(agent, ready(version_body()), SOURCES, []), LATER, fixed_random)
     assert again.events == () and again.status == p.status
+
+
+def test_conditions_written_by_other_planners_survive() -> None:
+    agent, children = converge(agent_body())
+    budget_cond = {"type": "BudgetExceeded", "status": "False", "reason": "WithinBudget", "message": "ok",
+                   "lastTransitionTime": NOW}
+    agent["status"]["conditions"].append(budget_cond)
+    p = plan(agent, children=children, now=LATER)
+    assert budget_cond in p.status["conditions"]
+    assert statuspatch.status_patch(agent["status"], p.status, AGENT_STATUS_KEYS) is None

@@ -226,7 +226,7 @@ def _status(obs: AgentObservations, resolved: _Resolved, now: str, *, pending_ch
         "replicas": workload.replicas,
         "readyReplicas": workload.ready,
         "canaryWeight": 0,
-        "conditions": conditions.merge_conditions(previous.get("conditions"), desired_conditions, now=now),
+        "conditions": _keep_others(previous.get("conditions"), desired_conditions, now),
     }
     if version:
         status["stableVersion"] = version
@@ -238,6 +238,15 @@ def _status(obs: AgentObservations, resolved: _Resolved, now: str, *, pending_ch
             if previous.get(key):
                 status[key] = previous[key]
     return {key: value for key, value in status.items() if value is not None}
+
+
+def _keep_others(
+    previous: Sequence[Mapping[str, Any]] | None, mine: list[conditions.Condition], now: str
+) -> list[conditions.Condition]:
+    """Our conditions, merged, after the ones other planners own (monitoring, budgets), kept as they are."""
+    types = {c["type"] for c in mine}
+    others = [dict(c) for c in previous or () if c.get("type") not in types]
+    return [*conditions.merge_conditions(previous, mine, now=now), *others]
 
 
 def _provisioned(problem: Problem | None, pending: bool) -> conditions.Condition:

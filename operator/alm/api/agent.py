@@ -47,6 +47,7 @@ __all__ = [
     "MetricProviderSpec",
     "MetricProviderType",
     "MonitoringSpec",
+    "MonitoringState",
     "PolicyRule",
     "PrometheusProvider",
     "ServiceAccountSpec",
@@ -352,6 +353,13 @@ class VersionHistoryEntry(AlmModel):
     """Outcome of the rollout: Succeeded, RolledBack or Aborted."""
 
 
+class MonitoringState(AlmModel):
+    """Bookkeeping of continuous monitoring, kept in status so a restarted operator goes on counting."""
+
+    breaches: dict[str, int] = Field(default_factory=dict)
+    """Consecutive measuring intervals in which a version breached a KPI threshold, by version."""
+
+
 class AgentStatus(AlmModel):
     """What the operator observed about the Agent."""
 
@@ -379,6 +387,8 @@ class AgentStatus(AlmModel):
     """Last measured KPIs, by version name."""
     cost: AgentCost | None = None
     """Spending of the current budget day."""
+    monitoring: MonitoringState | None = None
+    """Consecutive KPI breaches per version (Degraded is raised at spec.monitoring.consecutiveBreaches)."""
     history: list[VersionHistoryEntry] = Field(default_factory=list)
     """Version changes, oldest first."""
     audit_head: str | None = None

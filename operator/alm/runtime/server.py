@@ -17,7 +17,8 @@ stops routing to a pod that is not ready, so nothing is lost in between.
 Environment: ALM_CONFIG_FILE, ALM_AGENT, ALM_AGENT_VERSION, ALM_CREDENTIALS_DIR, ALM_SHADOW (see
 ``alm.runtime.config``); ALM_HOST (0.0.0.0), ALM_PORT (8080; 0 picks a free port, logged as
 ``listening on http://HOST:PORT``), ALM_DRAIN_SECONDS (25), ALM_LOG_LEVEL (INFO); ALM_SIM_* for
-the simulated backend (``alm.runtime.simulated``).
+the simulated backend (``alm.runtime.simulated``); ALM_MIRROR_* to copy tasks to a shadow version
+(``alm.runtime.mirror``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from aiohttp import web
 from prometheus_client import exposition
 
 from alm.metrics.contract import TaskOutcome
-from alm.runtime import backends, config, instruments, sdk
+from alm.runtime import backends, config, instruments, mirror, sdk
 
 __all__ = ["Runtime", "main", "make_app", "serve"]
 
@@ -56,6 +57,7 @@ class Runtime:
         self.registry = instruments.Registry(auto_describe=True)
         self.agent: sdk.Agent | None = None
         self.backend: backends.Backend | None = None
+        self.mirror: mirror.Mirror | None = None
         self.not_ready = "config not loaded yet"
         self.draining = False
         self.in_flight = 0
@@ -70,6 +72,7 @@ class Runtime:
         """Load the config and build agent and backend (ConfigNotReady: retry; ConfigError: give up)."""
         cfg = config.load(self.environ)
         agent = sdk.Agent.from_config(cfg, registry=self.registry)
+        self.mirror = mirror.Mirror.from_env(self.environ, cfg, self.registry)
         self.backend = backends.create(agent, cfg, self.environ)
         self.agent = agent
         log.info(
@@ -148,6 +151,8 @@ async def post_task(request: web.Request) -> web.Response:
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("input"), str):
             return web.json_response({"error": 'the body must be a JSON object with a string "input"'}, status=400)
+        if runtime.mirror is not None:  # a copy for the shadow, queued without waiting (alm.runtime.mirror)
+            runtime.mirror.offer(await request.read(), request.headers, request.path)
         status, doc = await runtime.run_task(body["input"])
         return web.json_response(doc, status=status)
 
@@ -169,9 +174,16 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": exposition.CONTENT_TYPE_PLAIN_0_0_4})
 
 
+async def _close_mirror(app: web.Application) -> None:
+    copies = app[RUNTIME].mirror
+    if copies is not None:
+        await copies.close()
+
+
 def make_app(runtime: Runtime) -> web.Application:
     app = web.Application()
     app[RUNTIME] = runtime
+    app.on_cleanup.append(_close_mirror)
     app.router.add_post("/v1/tasks", post_task)
     app.router.add_get("/healthz", get_healthz)
     app.router.add_get("/readyz", get_readyz)

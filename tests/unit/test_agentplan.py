@@ -306,3 +306,15 @@ def test_conditions_written_by_other_planners_survive() -> None:
     p = plan(agent, children=children, now=LATER)
     assert budget_cond in p.status["conditions"]
     assert statuspatch.status_patch(agent["status"], p.status, AGENT_STATUS_KEYS) is None
+
+
+@pytest.mark.parametrize(("on_exceeded", "replicas", "phase"), [("suspend", 0, "Suspended"), ("alert", 2, "Available")])
+def test_over_budget_suspends_only_when_told(on_exceeded: str, replicas: int, phase: str) -> None:
+    agent, children = converge(agent_body(budget={"tokensPerDay": 10, "onExceeded": on_exceeded}))
+    agent["status"]["conditions"].append({"type": "BudgetExceeded", "status": "True", "reason": "Exceeded",
+                                          "message": "over", "lastTransitionTime": NOW})
+    agent, children = converge(agent)
+    (deployment,) = [c for c in children if c["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == replicas
+    assert agent["status"]["phase"] == phase
+    assert {c["kind"] for c in children} >= {"ServiceAccount", "Secret", "Service"}  # everything else kept

@@ -123,8 +123,8 @@ def _handover(
     selects both, so a version switch hands traffic over without a gap.
     """
     current = observe_workload(children, naming.deployment_name(inputs.name, inputs.version))
-    ready = inputs.spec.replicas == 0 or (
-        current.available and not current.rolling_out and current.ready >= inputs.spec.replicas
+    ready = inputs.replicas == 0 or (
+        current.available and not current.rolling_out and current.ready >= inputs.replicas
     )
     if ready:
         return stale
@@ -170,8 +170,16 @@ def _resolve(obs: AgentObservations, generate: Callable[[int], str]) -> _Resolve
         config_map=obs.version.get("status", {})["configMapName"],
         credentials=creds.data,
         credentials_hash=creds.content_hash,
+        suspended=_suspended(spec, obs.body.get("status") or {}),
     )
     return _Resolved(inputs, None, spec)
+
+
+def _suspended(spec: AgentSpec, status: Mapping[str, Any]) -> bool:
+    """Over budget and told to suspend: monitoring raised BudgetExceeded, the spec says suspend."""
+    over = conditions.find(status.get("conditions"), "BudgetExceeded")
+    return bool(spec.budget is not None and spec.budget.on_exceeded == "suspend"
+                and over is not None and over.get("status") == "True")
 
 
 def _version_problem(name: str, version: Mapping[str, Any] | None) -> Problem | None:
@@ -270,7 +278,10 @@ def _phase(
         if problem is not None:
             return "Pending", condition(Cond.READY, False, problem.reason, problem.message)
         return "Progressing", condition(Cond.READY, False, Reason.PROVISIONING, "Creating the agent's workload")
-    desired = inputs.spec.replicas if inputs is not None else workload.desired
+    desired = inputs.replicas if inputs is not None else workload.desired
+    if inputs is not None and inputs.suspended and not pending:
+        return "Suspended", condition(Cond.READY, False, Reason.BUDGET_SUSPENDED,
+                                      "Scaled to zero: the daily budget is exceeded (see BudgetExceeded)")
     if desired == 0 and not pending:
         return "Available", condition(Cond.READY, True, Reason.SCALED_TO_ZERO, "Scaled to zero replicas")
     if pending or workload.rolling_out or workload.desired != desired:

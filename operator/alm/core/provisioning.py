@@ -35,6 +35,11 @@ class AgentInputs:
     config_map: str
     credentials: dict[str, str]  # base64 data of the scoped Secret
     credentials_hash: str
+    suspended: bool = False  # over budget with onExceeded: suspend: scaled to zero, all else kept
+
+    @property
+    def replicas(self) -> int:
+        return 0 if self.suspended else self.spec.replicas
 
     def meta(self, name: str, component: str, *, version: bool = False) -> Obj:
         labels = (
@@ -67,7 +72,7 @@ def desired_children(inputs: AgentInputs) -> list[Obj]:
     children.append(_service(inputs))
     if inputs.spec.egress is not None:
         children.append(_network_policy(inputs))
-    if inputs.spec.replicas > 1:
+    if inputs.replicas > 1:
         children.append(_pdb(inputs))
     children.append(_deployment(inputs))
     return children
@@ -225,7 +230,7 @@ def _deployment(i: AgentInputs) -> Obj:
         "kind": "Deployment",
         "metadata": i.meta(naming.deployment_name(i.name, i.version), "workload", version=True),
         "spec": {
-            "replicas": i.spec.replicas,
+            "replicas": i.replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {

@@ -39,6 +39,7 @@ class Reason:
     SCALED_TO_ZERO = "ScaledToZero"
     RETIRED = "Retired"
     SPEC_IGNORED = "SpecIgnored"
+    BUDGET_SUSPENDED = "BudgetSuspended"
     # Events about children
     CREATED = "Created"
     UPDATED = "Updated"

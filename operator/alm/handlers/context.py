@@ -39,6 +39,9 @@ class Context:
     # first handler call (they are live views, updated by kopf as watch events arrive).
     indexes: dict[str, Any] = dataclasses.field(default_factory=dict)
     resync_task: asyncio.Task[None] | None = None
+    monitor_task: asyncio.Task[None] | None = None
+    # Metric providers by (namespace, agent, provider spec): the scrape provider remembers scrapes.
+    providers: dict[tuple[str, str, str], Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, memo: Any) -> Context:

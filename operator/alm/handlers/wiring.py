@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from alm.core import agentplan, credentials, naming, versionplan
-from alm.handlers import registry
+from alm.handlers import monitoring, posting, registry
 from alm.handlers.context import Context, random_string, utcnow
 from alm.handlers.registry import REGISTRY
 from alm.kube import errors, resources, shell
@@ -37,18 +37,32 @@ CHILD_INDEX = {kind: f"children_{resources.for_kind(kind).plural}" for kind in r
 
 
 @kopf.on.startup(registry=REGISTRY)
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     registry.configure(settings)
-    ctx = Context.of(memo)
-    ctx.resync_task = asyncio.create_task(_resync_loop(ctx, ctx.resync), name="alm-resync")
+
+
+def _start_background(ctx: Context) -> None:
+    """Start the resync and monitoring loops, from the first handler call.
+
+    Not from the startup handler: kopf sets up its event poster after start-up, and a task
+    inherits the context it was created in, so loops started there could not post Events.
+    """
+    if ctx.resync_task is None:
+        ctx.resync_task = asyncio.create_task(_resync_loop(ctx, ctx.resync), name="alm-resync")
+    if ctx.monitor_task is None:
+        ctx.monitor_task = asyncio.create_task(monitoring.monitor_loop(ctx), name="alm-monitoring")
 
 
 @kopf.on.cleanup(registry=REGISTRY)
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task = Context.of(memo).resync_task
-    if task is not None:
+    ctx = Context.of(memo)
+    tasks = [task for task in (ctx.resync_task, ctx.monitor_task) if task is not None]
+    for task in tasks:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for provider in ctx.providers.values():
+        await provider.close()
+    ctx.providers.clear()
 
 
 async def _resync_loop(ctx: Context, interval: float) -> None:
@@ -148,6 +162,7 @@ async def agent_event(type: str, namespace: str, name: str, memo: kopf.Memo, **k
 async def reconcile_agent(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:
     if not ctx.indexes:
         ctx.indexes.update({key: value for key, value in indexes.items() if isinstance(value, kopf.Index)})
+    _start_background(ctx)
     async def work() -> None:
         await _with_retries(ctx, "Agent", f"{namespace}/{name}", lambda: _agent_pass(ctx, namespace, name, indexes))
 
@@ -251,9 +266,7 @@ def _remember(ctx: Context, outcome: shell.Outcome, owner_uid: str) -> None:
         metrics.WRITES.labels(kind=str(outcome.patched.get("kind")), verb="status").inc()
 
 
-def _post(body: Mapping[str, Any], events: Any) -> None:
-    for event in events:
-        kopf.event(kopf.Body(dict(body)), type=event.type, reason=event.reason, message=event.message)
+_post = posting.post
 
 
 async def _with_retries(

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["AGENTS_BY_PHASE", "PHASES", "RECONCILES", "RECONCILE_SECONDS", "REGISTRY", "WRITES", "PhaseTracker"]
+__all__ = [
+    "AGENTS_BY_PHASE",
+    "AGENT_BUDGET_EXCEEDED",
+    "AGENT_COST_TODAY",
+    "AGENT_KPI",
+    "AGENT_TOKENS_TODAY",
+    "PHASES",
+    "RECONCILES",
+    "RECONCILE_SECONDS",
+    "REGISTRY",
+    "WRITES",
+    "PhaseTracker",
+]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -37,6 +49,26 @@ AGENTS_BY_PHASE = Gauge(
     "Agents by namespace and phase, as last reconciled.",
     ["namespace", "phase"],
     registry=REGISTRY,
+)
+
+
+AGENT_KPI = Gauge(
+    "alm_operator_agent_kpi",
+    "The last measured KPI of an agent version (NaN: no data in the last window).",
+    ["namespace", "agent", "version", "kpi"],
+    registry=REGISTRY,
+)
+AGENT_COST_TODAY = Gauge(
+    "alm_operator_agent_cost_usd_today", "Model cost of the current UTC day, in USD.", ["namespace", "agent"],
+    registry=REGISTRY,
+)
+AGENT_TOKENS_TODAY = Gauge(
+    "alm_operator_agent_tokens_today", "Model tokens (input + output) of the current UTC day.", ["namespace", "agent"],
+    registry=REGISTRY,
+)
+AGENT_BUDGET_EXCEEDED = Gauge(
+    "alm_operator_agent_budget_exceeded", "1 while the agent's daily budget is exceeded, else 0.",
+    ["namespace", "agent"], registry=REGISTRY,
 )
 
 

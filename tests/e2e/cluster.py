@@ -1,0 +1,218 @@
+"""The e2e implementation of the scenarios' ``Cluster``: a real API server, a fresh namespace,
+and the operator running in-process (its own thread and loop, see :mod:`.operator_runner`)
+watching only that namespace.
+
+Blocking API calls made from async code here go through ``asyncio.to_thread`` so the test's
+loop stays responsive (an API server emulated in this process may be served from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+
+from alm.handlers.registry import FINALIZER
+from alm.kube import errors
+from alm.kube.api import Kube
+from tests.e2e.nodes import PodSimulator
+from tests.e2e.operator_runner import OperatorRunner
+from tests.e2e.settings import E2ESettings
+
+__all__ = ["ALM_KINDS", "E2E_LABEL", "E2ECluster", "e2e_cluster", "new_namespace_name"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+E2E_LABEL = "alm.dev/e2e"
+HARNESS_FIELD_MANAGER = "alm-e2e"
+# Deleted first at teardown, while the operator still runs to release its finalizer.
+ALM_KINDS = ("AgentRollout", "AgentRetirement", "Agent", "AgentVersion")
+CLEANUP_TIMEOUT = 60.0
+POLL_SECONDS = 0.25
+
+
+def new_namespace_name() -> str:
+    return f"alm-e2e-{secrets.token_hex(4)}"
+
+
+class E2ECluster:
+    """Satisfies ``tests.scenarios.Cluster`` against a real API server."""
+
+    def __init__(self, kube: Kube, namespace: str, operator: OperatorRunner, *,
+                 timeout_factor: float = 1.0, simulator: PodSimulator | None = None) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.operator = operator
+        self.timeout_factor = timeout_factor
+        self.simulator = simulator
+
+    async def wait_for(self, probe: Callable[[], T | None], *, timeout: float = 30, what: str = "") -> T:
+        """Poll ``probe`` (in a worker thread) until it returns something other than None/False.
+
+        ``timeout`` is scaled by ``ALM_E2E_TIMEOUT_FACTOR``. Transient server errors (5xx,
+        connection problems) are retried; anything else the probe raises propagates. If the
+        operator dies meanwhile, the wait fails at once instead of timing out. A timeout is
+        an ``AssertionError`` (as in the integration harness) carrying a namespace snapshot.
+        """
+        loop = asyncio.get_running_loop()
+        budget = timeout * self.timeout_factor
+        deadline = loop.time() + budget
+        last_error: Exception | None = None
+        while True:
+            self.operator.check_alive()
+            try:
+                result = await asyncio.to_thread(probe)
+            except errors.ServerError as exc:
+                last_error, result = exc, None
+            if result is not None and result is not False:
+                return result
+            if loop.time() >= deadline:
+                label = what or getattr(probe, "__name__", "the probe")
+                detail = f" (last transient error: {last_error})" if last_error else ""
+                snapshot = await asyncio.to_thread(self.snapshot)
+                raise AssertionError(f"timed out after {budget:.0f}s waiting for {label}{detail}\n{snapshot}")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def restart_operator(self) -> None:
+        await asyncio.to_thread(self.operator.restart)
+
+    def count_writes(self) -> int | None:
+        return None  # a real API server's requests are not ours to count
+
+    def snapshot(self) -> str:
+        """A short human summary of the namespace, for failure messages (best effort, blocking)."""
+        lines = [f"--- namespace {self.namespace} (operator running: {self.operator.running}) ---"]
+        try:
+            for kind in ("Agent", "AgentVersion"):
+                for obj in self.kube.list(kind, self.namespace):
+                    status = obj.get("status") or {}
+                    conds = ", ".join(f"{c.get('type')}={c.get('status')}({c.get('reason')})"
+                                      for c in status.get("conditions") or [])
+                    lines.append(f"{kind} {obj['metadata']['name']}: phase={status.get('phase')} {conds}")
+            for dep in self.kube.list("Deployment", self.namespace):
+                st = dep.get("status") or {}
+                lines.append(f"Deployment {dep['metadata']['name']}: replicas={dep['spec'].get('replicas')} "
+                             f"ready={st.get('readyReplicas', 0)} available={st.get('availableReplicas', 0)}")
+            for pod in self.kube.list("Pod", self.namespace):
+                st = pod.get("status") or {}
+                lines.append(f"Pod {pod['metadata']['name']}: phase={st.get('phase')} "
+                             f"node={pod['spec'].get('nodeName')} deleting={'deletionTimestamp' in pod['metadata']}")
+            events = sorted(self.kube.list("Event", self.namespace),
+                            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            for ev in events[-10:]:
+                obj = ev.get("involvedObject") or {}
+                lines.append(f"Event {ev.get('type')} {ev.get('reason')} {obj.get('kind')}/{obj.get('name')}: "
+                             f"{ev.get('message')}")
+        except Exception as exc:
+            lines.append(f"(snapshot incomplete: {type(exc).__name__}: {exc})")
+        if self.simulator is not None and self.simulator.errors:
+            lines.append(f"pod simulator errors (last 5): {self.simulator.errors[-5:]}")
+        return "\n".join(lines)
+
+
+# --- the per-test lifecycle ---------------------------------------------------------------
+
+def _create_namespace(kube: Kube, name: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {E2E_LABEL: "true"}}})
+
+
+def _remaining(kube: Kube, namespace: str, kinds: tuple[str, ...]) -> list[Obj]:
+    return [obj for kind in kinds for obj in kube.list(kind, namespace)]
+
+
+async def _poll_until_gone(kube: Kube, namespace: str, kinds: tuple[str, ...], timeout: float) -> list[Obj]:
+    """Wait until nothing of ``kinds`` is left; return what is left when the time is up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            left = await asyncio.to_thread(_remaining, kube, namespace, kinds)
+        except errors.NotFound:
+            return []
+        if not left or loop.time() >= deadline:
+            return left
+        await asyncio.sleep(0.5)
+
+
+async def _delete_alm_objects(kube: Kube, namespace: str) -> None:
+    """Delete our custom objects while the operator runs (it releases its finalizer on Agents).
+
+    Whatever still carries a finalizer after CLEANUP_TIMEOUT has its finalizers removed so
+    the namespace can go, and the test errors: the operator did not finish a deletion.
+    """
+    def delete_all() -> None:
+        for obj in _remaining(kube, namespace, ALM_KINDS):
+            with contextlib.suppress(errors.Conflict):  # replaced meanwhile by a namesake: left for the next pass
+                kube.delete(obj["kind"], namespace, obj["metadata"]["name"], uid=obj["metadata"].get("uid"))
+
+    try:
+        await asyncio.to_thread(delete_all)
+    except errors.NotFound:
+        return
+    left = await _poll_until_gone(kube, namespace, ALM_KINDS, CLEANUP_TIMEOUT)
+    if not left:
+        return
+    stuck = [f"{o['kind']}/{o['metadata']['name']} finalizers={o['metadata'].get('finalizers')}" for o in left]
+
+    def release() -> None:
+        for obj in left:
+            if obj["metadata"].get("finalizers"):
+                with contextlib.suppress(errors.NotFound):
+                    kube.merge_patch(obj["kind"], namespace, obj["metadata"]["name"],
+                                     {"metadata": {"finalizers": None}})
+
+    await asyncio.to_thread(release)
+    raise AssertionError(f"not deleted {CLEANUP_TIMEOUT:.0f}s after teardown asked (the operator owns "
+                         f"{FINALIZER}): {stuck}; finalizers removed by the harness")
+
+
+async def _delete_namespace(kube: Kube, namespace: str, simulator: PodSimulator | None) -> None:
+    """Ask for the namespace's deletion; with simulated nodes, also see its pods through."""
+    await asyncio.to_thread(kube.delete, "Namespace", None, namespace)
+    if simulator is None:
+        return  # real kubelets finish the pods; the namespace terminates on its own
+    left = await _poll_until_gone(kube, namespace, ("Pod",), CLEANUP_TIMEOUT)
+    if left:
+        log.warning("%d pod(s) of %s still there %.0fs after the namespace's deletion",
+                    len(left), namespace, CLEANUP_TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def e2e_cluster(configuration: k8s.Configuration, settings: E2ESettings, *,
+                      fake_node: str | None = None) -> AsyncIterator[E2ECluster]:
+    """Fresh namespace + (simulated pods) + the operator; all undone in reverse order on exit.
+
+    Teardown: our custom objects are deleted while the operator still runs (it must release
+    its finalizer), then the operator stops, then the namespace is deleted (with simulated
+    nodes, its pods are seen through before the simulator stops).
+    """
+    namespace = new_namespace_name()
+    api_client = k8s.ApiClient(configuration)
+    kube = Kube(api_client, field_manager=HARNESS_FIELD_MANAGER)
+    operator = OperatorRunner(configuration, namespace)
+    simulator: PodSimulator | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(api_client.close)
+        await asyncio.to_thread(_create_namespace, kube, namespace)
+        log.info("created namespace %s", namespace)
+        if fake_node is not None:
+            sim_client = k8s.ApiClient(configuration)
+            stack.callback(sim_client.close)
+            simulator = PodSimulator(Kube(sim_client, field_manager=HARNESS_FIELD_MANAGER), namespace,
+                                     node=fake_node)
+            simulator.start()
+            stack.push_async_callback(asyncio.to_thread, simulator.stop)
+        stack.push_async_callback(_delete_namespace, kube, namespace, simulator)
+        await asyncio.to_thread(operator.start)
+        stack.push_async_callback(asyncio.to_thread, operator.stop)
+        stack.push_async_callback(_delete_alm_objects, kube, namespace)
+        yield E2ECluster(kube, namespace, operator, timeout_factor=settings.timeout_factor, simulator=simulator)

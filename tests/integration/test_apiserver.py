@@ -738,3 +738,15 @@ def test_secret_string_data_is_folded_into_data(apiserver: Any) -> None:
     created = core.create_namespaced_secret("default", body)
     assert created.data == {"a": "Yg==", "k": base64.b64encode(b"v").decode()}
     assert created.string_data is None
+
+
+def test_an_object_created_for_a_gone_owner_is_collected(apiserver: Any) -> None:
+    """A late write after the owner's deletion must not leave an orphan (the real GC collects it)."""
+    core = client.CoreV1Api(apiserver.api_client())
+    owner = core.create_namespaced_config_map("default", {"metadata": {"name": "owner"}})
+    core.delete_namespaced_config_map("owner", "default")
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    core.create_namespaced_config_map("default", {"metadata": {"name": "late", "ownerReferences": [ref]}})
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_config_map("late", "default")
+    assert exc.value.status == 404

@@ -318,3 +318,12 @@ def test_over_budget_suspends_only_when_told(on_exceeded: str, replicas: int, ph
     assert deployment["spec"]["replicas"] == replicas
     assert agent["status"]["phase"] == phase
     assert {c["kind"] for c in children} >= {"ServiceAccount", "Secret", "Service"}  # everything else kept
+
+
+def test_a_version_switch_is_progressing_while_the_new_version_renders() -> None:
+    agent, children = converge(agent_body())
+    agent["spec"]["version"] = "bot-v2"
+    agent["metadata"]["generation"] = 2
+    p = plan(agent, version_body("bot-v2"), children=children)  # exists, not rendered yet
+    assert p.status["phase"] == "Progressing"
+    assert cond(p.status, "Ready")["reason"] == "VersionNotReady"

@@ -274,6 +274,10 @@ def _invalid(problem: Problem | None) -> conditions.Condition:
 def _phase(
     workload: Workload, problem: Problem | None, pending: bool, inputs: provisioning.AgentInputs | None
 ) -> tuple[str, conditions.Condition]:
+    if problem is not None and not problem.announce and workload.exists:
+        # Waiting a moment for the operator itself (a new version being rendered): the Agent is
+        # on its way to a new state, not Available at the old one.
+        return "Progressing", condition(Cond.READY, False, problem.reason, problem.message)
     if not workload.exists:
         if problem is not None:
             return "Pending", condition(Cond.READY, False, problem.reason, problem.message)

@@ -399,7 +399,17 @@ class ObjectStore:
             return self._served(rdef, obj)
         committed = self._commit(rdef, key, None, obj, 'ADDED')
         self._after_write(rdef, committed)
-        return self._served(rdef, committed)
+        served = self._served(rdef, committed)
+        self._collect_if_orphaned(rdef, committed)
+        return served
+
+    def _collect_if_orphaned(self, rdef: ResourceDef, obj: dict[str, Any]) -> None:
+        """Like the garbage collector: an object created with owner references that all point at
+        objects that no longer exist is deleted at once (a late write after its owner went)."""
+        meta = obj.get('metadata') or {}
+        refs = meta.get('ownerReferences') or []
+        if refs and not any(self.uid_alive(ref.get('uid')) for ref in refs):
+            self.delete(rdef, meta.get('namespace'), meta['name'])
 
     def _check_kind(self, rdef: ResourceDef, obj: dict[str, Any]) -> None:
         if obj.get('kind') not in (None, '', rdef.kind):

@@ -23,13 +23,10 @@ import atexit
 import base64
 import concurrent.futures
 import contextlib
-import ctypes
 import json
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from alm.sandbox import procutil
 from tests.integration.runtime_fixtures import RuntimeProcess
 
 __all__ = ["BASIC_AUTH_HASH", "BASIC_AUTH_PASSWORD", "PrometheusServer", "binary", "post_tasks"]
@@ -58,15 +56,6 @@ def binary() -> str | None:
     return candidate if os.access(candidate, os.X_OK) else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class PrometheusServer:
@@ -86,7 +75,7 @@ class PrometheusServer:
             raise RuntimeError("prometheus is not installed (apt-get install prometheus)")
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="alm-prometheus-"))
         self.log_path = self.workdir / "prometheus.log"
-        self.port = _free_port()
+        self.port = procutil.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._auth_header: str | None = None
         config = self.workdir / "prometheus.yml"
@@ -99,7 +88,7 @@ class PrometheusServer:
             args.append(f"--web.config.file={web}")
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(args, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)  # fmt: skip
+                                         stderr=subprocess.STDOUT, preexec_fn=procutil.die_with_parent)  # fmt: skip
         _LIVE.add(self)
         self.exit_code: int | None = None
         try:

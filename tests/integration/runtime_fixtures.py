@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import pathlib
@@ -41,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alm.api import AgentVersionSpec
 from alm.core import versionconfig
+from alm.sandbox import procutil
 
 __all__ = ["Pool", "RuntimeProcess", "parse_metrics", "running", "simulated_config", "spawn_runtime", "value"]
 
@@ -90,10 +90,6 @@ def value(families: Mapping[str, Metric], sample: str, **labels: str) -> float:
                 total += s.value
     return total
 
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _command() -> list[str]:
@@ -247,7 +243,7 @@ def spawn_runtime(
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             _command(), env=child_env, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log_file,
-            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stderr=subprocess.STDOUT, preexec_fn=procutil.die_with_parent,
         )  # fmt: skip
     runtime = RuntimeProcess(proc, workdir, log_path)
     _LIVE.add(runtime)

@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +24,7 @@ import time
 import urllib.request
 from typing import Any
 
+from alm.sandbox import procutil
 from alm.sandbox.objectstore import ObjectStore
 from alm.sandbox.workloads import DeploymentController
 
@@ -34,16 +32,6 @@ __all__ = ["ProcessDeploymentController"]
 
 CONFIGMAPS, SECRETS = "v1/configmaps", "v1/secrets"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class ProcessDeploymentController(DeploymentController):
@@ -61,13 +49,13 @@ class ProcessDeploymentController(DeploymentController):
         container = pod["spec"]["containers"][0]
         root = self.workdir / namespace / name
         env = self._environment(pod, container, root)
-        port = _free_port()
+        port = procutil.free_port()
         env.update({"ALM_HOST": "127.0.0.1", "ALM_PORT": str(port)})
         root.mkdir(parents=True, exist_ok=True)
         log = (root / "agent.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "alm.runtime.server"], env=env, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=procutil.die_with_parent,
         )
         log.close()
         self.processes[(namespace, name)] = process
@@ -125,20 +113,11 @@ class ProcessDeploymentController(DeploymentController):
         key = (pod["metadata"].get("namespace") or "", pod["metadata"]["name"])
         process = self.processes.pop(key, None)
         if process is not None:
-            await asyncio.to_thread(_stop, process)
+            await asyncio.to_thread(procutil.stop_process, process)
 
     async def stop(self) -> None:
         await super().stop()
         processes, self.processes = list(self.processes.values()), {}
-        await asyncio.gather(*(asyncio.to_thread(_stop, p) for p in processes))
+        await asyncio.gather(*(asyncio.to_thread(procutil.stop_process, p) for p in processes))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

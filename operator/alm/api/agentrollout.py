@@ -173,6 +173,8 @@ class AgentRolloutStatus(AlmModel):
     """What is happening or what is awaited, for humans."""
     started_at: str | None = None
     """When the rollout started (RFC 3339)."""
+    step_started_at: str | None = None
+    """When the current step began (RFC 3339): pause deadlines and auto-promotion count from it."""
     finished_at: str | None = None
     """When it reached Succeeded, RolledBack or Aborted (RFC 3339)."""
     approvals: list[Approval] = Field(default_factory=list)

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from alm.core import archive, audit
+from alm.handlers import retirement as _retirement_controller  # registers its handlers (until wiring imports it)
 from alm.kube import errors
 from alm.kube.api import Kube
+
+assert _retirement_controller
 
 T = TypeVar("T")
 
 TOOL_KEY_VALUE = "crm-key-" + "s3cr3t-value-for-tests-only"
+HOLD = "alm.dev/test-hold"  # a finalizer the tests add to watch an Agent after alm let it go
 
 
 class Cluster(Protocol):
@@ -128,6 +135,68 @@ async def assert_quiet(cluster: Cluster, seconds: float) -> None:
     writes_after = cluster.count_writes()
     if writes_before is not None and writes_after is not None:
         assert writes_after - writes_before == 0, "the operator wrote during a resync with nothing to do"
+
+
+# --- retirement ---------------------------------------------------------------------------
+
+CREDENTIAL_KINDS = ("Secret", "ServiceAccount", "Role", "RoleBinding")
+PERMISSIONS = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+
+
+def agent_retirement(ns: str, name: str = "bot-retirement", agent: str = "bot", grace: int = 0,
+                     **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "alm.dev/v1alpha1", "kind": "AgentRetirement", "metadata": {"name": name, "namespace": ns},
+            "spec": {"agentRef": {"name": agent}, "reason": "Replaced by bot-next.",
+                     "drain": {"gracePeriodSeconds": grace}, **spec}}
+
+
+def credentials(cluster: Cluster, agent_name: str = "bot") -> dict[tuple[str, str], dict[str, Any]]:
+    """The Agent's live credential objects (its scoped Secrets, ServiceAccount, Role, RoleBinding)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in CREDENTIAL_KINDS:
+        for obj in children(cluster, kind, agent_name):
+            labels = obj["metadata"].get("labels") or {}
+            if kind != "Secret" or labels.get("alm.dev/component") == "credentials":
+                found[(kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+async def wait_retirement(cluster: Cluster, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = get(cluster, "AgentRetirement", name)
+        return obj if ((obj or {}).get("status") or {}).get("phase") == phase else None
+
+    return await cluster.wait_for(probe, timeout=timeout, what=f"AgentRetirement {name} to be {phase}")
+
+
+def read_archive(cluster: Cluster, location: str) -> bytes:
+    """The archive at ``status.archive.location``, reassembled and checked against its manifest."""
+    kind_name, _, name = location.partition("/")
+    kind = {"configmap": "ConfigMap", "secret": "Secret"}[kind_name]
+    head = get(cluster, kind, name)
+    assert head is not None, f"archive {location} not found"
+    parts = int(head["metadata"]["annotations"][archive.ANNOTATION_PARTS])
+    objects = [head] + [get(cluster, kind, f"{name}-{i}") or {} for i in range(1, parts + 1) if parts > 1]
+    return archive.reassemble(objects)
+
+
+def audit_log(cluster: Cluster, agent_name: str = "bot") -> list[dict[str, Any]]:
+    segments = cluster.kube.list("ConfigMap", cluster.namespace,
+                                 {"alm.dev/agent": agent_name, "alm.dev/component": "audit"})
+    return audit.load(segments)
+
+
+async def assert_never_provisioned(cluster: Cluster, seconds: float = 3.0) -> None:
+    """A retired Agent: a deleted Deployment stays deleted, a spec change creates nothing."""
+    for deployment in children(cluster, "Deployment"):
+        cluster.kube.delete("Deployment", cluster.namespace, deployment["metadata"]["name"])
+    patch_spec(cluster, "Agent", "bot", {"replicas": 3})
+    await asyncio.sleep(seconds)  # more than a resync
+    for kind in ("Deployment", "Service", *CREDENTIAL_KINDS):
+        assert [c for c in children(cluster, kind) if kind != "Secret" or
+                c["metadata"]["labels"].get("alm.dev/component") == "credentials"] == [], f"a {kind} came back"
+    bot = get(cluster, "Agent", "bot")
+    assert bot is not None and bot["status"]["phase"] == "Retired"
 
 
 # --- scenarios --------------------------------------------------------------------------
@@ -286,6 +355,76 @@ async def scenario_resync_is_quiet(cluster: Cluster) -> None:
     await assert_quiet(cluster, 3.0)
 
 
+async def scenario_retirement(cluster: Cluster) -> None:
+    """A live Agent is retired: traffic stops, credentials are revoked, an archive is written, for good."""
+    ns = cluster.namespace
+    create(cluster, tool_secret(ns))
+    create(cluster, agent_version(ns))
+    create(cluster, agent(ns, permissions=PERMISSIONS))
+    await wait_phase(cluster, "bot", "Available")
+    issued = credentials(cluster)
+    assert {kind for kind, _ in issued} == set(CREDENTIAL_KINDS)
+
+    create(cluster, agent_retirement(ns))
+    done = await wait_retirement(cluster, "bot-retirement", "Retired")
+    status = done["status"]
+    assert [t["phase"] for t in status["transitions"]] == ["Pending", "Draining", "Revoking", "Archiving", "Retired"]
+    assert {(r["kind"], r["name"]): r["result"] for r in status["revoked"]} == {key: "Revoked" for key in issued}
+    assert all(r["revokedAt"].endswith("Z") for r in status["revoked"])
+    assert credentials(cluster) == {}
+    assert children(cluster, "Service") == []
+    assert all(d["spec"]["replicas"] == 0 for d in children(cluster, "Deployment"))
+
+    data = read_archive(cluster, status["archive"]["location"])
+    assert hashlib.sha256(data).hexdigest() == status["archive"]["sha256"]
+    assert len(data) == status["archive"]["sizeBytes"]
+    bundle = json.loads(data)
+    assert bundle["agent"]["name"] == "bot" and [v["name"] for v in bundle["versions"]] == ["bot-v1"]
+    assert bundle["audit"]["intact"] is True
+
+    bot = await cluster.wait_for(lambda: (lambda a: a if (a or {}).get("status", {}).get("phase") == "Retired"
+                                          else None)(get(cluster, "Agent", "bot")), what="the Agent to be Retired")
+    assert (condition(bot, "Retired") or {}).get("status") == "True"
+    entries = audit_log(cluster)
+    assert audit.verify(entries, head=bot["status"]["auditHead"]), audit.verify(entries).message
+    actions = [e["action"] for e in entries]
+    for action in ("retirementDraining", "retirementRevoking", "retirementArchiving", "retired"):
+        assert actions.count(action) == 1, (action, actions)
+    assert actions.count("credentialRevoked") == len(issued)
+
+    await assert_never_provisioned(cluster)
+    cluster.kube.delete("AgentRetirement", ns, "bot-retirement")
+    await assert_never_provisioned(cluster, 1.5)
+    assert read_archive(cluster, status["archive"]["location"]) == data  # outlives the retirement
+
+
+async def scenario_deletion_revokes_credentials(cluster: Cluster) -> None:
+    """Deleting an Agent without a retirement revokes its credentials before the Agent is gone."""
+    ns = cluster.namespace
+    create(cluster, tool_secret(ns))
+    create(cluster, agent_version(ns))
+    create(cluster, agent(ns, permissions=PERMISSIONS))
+    await wait_phase(cluster, "bot", "Available")
+    issued = credentials(cluster)
+    assert len(issued) == 4
+    await cluster.wait_for(lambda: "alm.dev/finalizer" in (get(cluster, "Agent", "bot") or {}).get(
+        "metadata", {}).get("finalizers", []) or None, what="the alm finalizer on the Agent")
+    # A second finalizer keeps the Agent visible after alm's is gone, as a slow controller would.
+    cluster.kube.merge_patch("Agent", ns, "bot", {"metadata": {"finalizers": ["alm.dev/finalizer", HOLD]}})
+    cluster.kube.delete("Agent", ns, "bot")
+    held = await cluster.wait_for(lambda: (lambda a: a if a and a["metadata"].get("finalizers") == [HOLD] else None)(
+        get(cluster, "Agent", "bot")), what="alm to release the Agent")
+    assert held["metadata"].get("deletionTimestamp")
+    assert credentials(cluster) == {}, "credentials outlived the Agent's finalizer"
+    assert children(cluster, "Deployment"), "the workload goes with the Agent (GC), not before"
+    revoked = [e for e in audit_log(cluster) if e["action"] == "credentialRevoked"]
+    assert {(e["details"]["kind"], e["details"]["name"]) for e in revoked} == set(issued)
+    assert audit_log(cluster)[-1]["action"] == "deleted"
+    cluster.kube.merge_patch("Agent", ns, "bot", {"metadata": {"finalizers": None}})
+    await cluster.wait_for(lambda: get(cluster, "Agent", "bot") is None or None, what="the Agent to go")
+    assert audit_log(cluster), "the audit log outlives the Agent"
+
+
 SCENARIOS = [
     scenario_create,
     scenario_update,
@@ -293,6 +432,8 @@ SCENARIOS = [
     scenario_invalid_input,
     scenario_deletion,
     scenario_resync_is_quiet,
+    scenario_retirement,
+    scenario_deletion_revokes_credentials,
 ]
 
 

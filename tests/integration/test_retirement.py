@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 from alm.api import build_crds
-from alm.core import audit, revocation
+from alm.core import audit, retirement, revocation
+from alm.core.audit import AuditAction, AuditIntent
+from alm.handlers import auditing
+from alm.handlers.context import Context
+from alm.kube import webhook
+from alm.kube.api import Kube
 from alm.sandbox.apiserver import ApiServerThread
 from alm.sandbox.workloads import DeploymentController
 from tests import scenarios
@@ -345,3 +350,94 @@ async def test_an_agent_deleted_while_the_operator_is_down_is_revoked_at_the_nex
     revoked = {(e["details"]["kind"], e["details"]["name"]) for e in scenarios.audit_log(cluster)
                if e["action"] == "credentialRevoked"}
     assert revoked == set(issued)
+
+
+async def test_deleting_an_agent_mid_retirement_revokes_at_once_and_waits_for_the_archive(
+    cluster: EmulatedCluster,
+) -> None:
+    ns = cluster.namespace
+    await live_agent(cluster)
+    scenarios.create(cluster, scenarios.agent_retirement(ns, grace=3))
+    await scenarios.wait_retirement(cluster, RETIREMENT, "Draining")
+    cluster.kube.delete("Agent", ns, "bot")
+    await cluster.wait_for(lambda: scenarios.credentials(cluster) == {} or None, timeout=5,
+                           what="the finalizer to revoke the credentials")
+    bot = scenarios.get(cluster, "Agent", "bot")
+    assert bot is not None and bot["metadata"].get("deletionTimestamp"), "the Agent waits for its retirement"
+    assert status_of(cluster)["phase"] == "Draining"
+    done = await scenarios.wait_retirement(cluster, RETIREMENT, "Retired")
+    await cluster.wait_for(lambda: scenarios.get(cluster, "Agent", "bot") is None or None, what="the Agent to go")
+    bundle = json.loads(scenarios.read_archive(cluster, done["status"]["archive"]["location"]))
+    assert bundle["agent"]["name"] == "bot", "the archive holds the Agent's last state"
+    actions = [e["action"] for e in scenarios.audit_log(cluster)]
+    assert actions.count("credentialRevoked") == 4 and actions[-1] == "deleted"
+    assert audit.verify(scenarios.audit_log(cluster)).ok
+
+
+# --- the pieces on their own: the webhook client and concurrent audit writers ------------------------------
+
+
+def _call(hook_url: str, ns: str, *, timeout: int = 5, secret: str = "revocation-hmac") -> retirement.CallWebhook:
+    body = revocation.body(namespace=ns, agent="bot", retirement=RETIREMENT, reason="test", delivery="d-1",
+                           requested_at="2026-11-24T00:00:00Z", credentials=[{"kind": "Secret", "name": "s"}])
+    return retirement.CallWebhook(attempt=1, max_attempts=3, url=hook_url, name="127.0.0.1", secret_name=secret,
+                                  secret_key="key", timeout_seconds=timeout, delivery="d-1", body=body)
+
+
+async def test_the_webhook_client_turns_every_failure_into_an_outcome(
+    server: ApiServerThread, hook: WebhookServer
+) -> None:
+    kube = Kube(server.api_client(), field_manager="alm-test-user")
+    ns = scenarios.unique("alm-hook")
+    kube.request("POST", "/api/v1/namespaces/" + ns + "/secrets", body=hmac_secret(ns))
+
+    ok = await webhook.call(kube, ns, _call(hook.url, ns))
+    assert (ok.ok, ok.detail, hook.calls[-1].signature_ok) == (True, "HTTP 200", True)
+
+    missing = await webhook.call(kube, ns, _call(hook.url, ns, secret="nope"))
+    assert (missing.ok, missing.retryable, missing.detail) == (False, True, "Secret nope not found")
+
+    hook.fail_next(1, status=302)
+    moved = await webhook.call(kube, ns, _call(hook.url, ns))
+    assert (moved.status_code, moved.retryable) == (302, False), "a redirect is an answer, never followed"
+
+    kube.merge_patch("Secret", ns, "revocation-hmac", {"data": {"key": base64.b64encode(b"wrong").decode()}})
+    refused = await webhook.call(kube, ns, _call(hook.url, ns))
+    assert (refused.status_code, refused.retryable) == (401, False) and not hook.calls[-1].signature_ok
+
+    hook.hold()
+    slow = await webhook.call(kube, ns, _call(hook.url, ns, timeout=1))
+    hook.release()
+    assert (slow.ok, slow.retryable, slow.detail) == (False, True, "timed out after 1s")
+
+    closed = await webhook.call(kube, ns, _call("http://127.0.0.1:9/revoke", ns))
+    assert (closed.ok, closed.retryable) == (False, True) and closed.detail.startswith("no answer")
+
+
+async def test_concurrent_audit_writers_never_lose_or_fork_an_entry(server: ApiServerThread) -> None:
+    kube = Kube(server.api_client())
+    ctx = Context(kube)
+    ns = scenarios.unique("alm-audit")
+
+    def intent(i: int) -> AuditIntent:
+        return AuditIntent(AuditAction.MANUAL_OVERRIDE, "Agent/bot", {"i": i})
+
+    # In one operator: serialised by the per-Agent lock.
+    await asyncio.gather(*(auditing.record(ctx, ns, "bot", [intent(i)], "2026-11-24T00:00:00Z") for i in range(8)))
+    # Two operators (no shared lock): the resourceVersion precondition makes the loser re-read.
+    await asyncio.gather(*(asyncio.to_thread(auditing._store, kube, ns, "bot", [intent(i)], "2026-11-24T00:00:01Z")
+                           for i in range(8, 16)))
+    entries = auditing.load(kube, ns, "bot")
+    assert audit.verify(entries).ok
+    assert sorted(e["details"]["i"] for e in entries) == list(range(16))
+
+
+async def test_deleting_a_retirement_before_it_is_done_gives_the_agent_back(cluster: EmulatedCluster) -> None:
+    issued = await live_agent(cluster)
+    scenarios.create(cluster, scenarios.agent_retirement(cluster.namespace, grace=30))
+    await scenarios.wait_retirement(cluster, RETIREMENT, "Draining")
+    await cluster.wait_for(lambda: scenarios.children(cluster, "Service") == [] or None, what="traffic to stop")
+    cluster.kube.delete("AgentRetirement", cluster.namespace, RETIREMENT)
+    await cluster.wait_for(lambda: scenarios.children(cluster, "Service") or None, what="the Service to come back")
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    assert scenarios.credentials(cluster).keys() == issued.keys(), "never revoked: it was still draining"

@@ -63,7 +63,7 @@ CREDENTIAL_KINDS = ("RoleBinding", "Role", "ServiceAccount", "Secret")  # API ac
 CREDENTIALS_COMPONENT = "credentials"
 AFTER_ERROR = 5.0  # seconds before a pass that failed on the API server is tried again
 AFTER_REFUSAL = 60.0  # ... failed on a non-retriable answer (RBAC, a rejected object)
-SLACK = 0.05  # a timer never fires before the second the planner waits for has passed
+SLACK = 0.05  # so a timer never fires just before the moment the planner waits for
 FINALIZER_WAIT = 2.0  # the Agent finalizer's re-check while a retirement of the Agent runs
 PVC_UNSUPPORTED = "pvc archive not supported yet"
 TERMINAL = (AgentRetirementPhase.RETIRED, AgentRetirementPhase.FAILED)
@@ -72,10 +72,9 @@ Obj = dict[str, Any]
 
 
 class Reasons:
-    """Condition and Event reasons this module adds to those of the planner."""
+    """Condition reasons this module adds to those of the planner."""
 
     ARCHIVE_TARGET_UNSUPPORTED = "ArchiveTargetUnsupported"
-    WAITING_FOR_RETIREMENT = "WaitingForRetirement"
 
 
 def now_ms() -> str:
@@ -102,16 +101,27 @@ def _loop_timers() -> _Timers:
 
 
 def schedule(ctx: Context, namespace: str, name: str, delay: float | None) -> None:
-    """Run a pass after ``delay`` seconds (None: none planned); replaces the pending timer."""
-    timers = _loop_timers()
-    old = timers.handles.pop((namespace, name), None)
-    if old is not None:
-        old.cancel()
+    """Run a pass after ``delay`` seconds (None: nothing planned).
+
+    The earliest wins: a pending timer that fires sooner is kept. A pass too many costs a few
+    reads; a pass too few would leave a retirement waiting for the next event.
+    """
     if delay is None:
         return
-    loop = asyncio.get_running_loop()
-    wait = delay + SLACK if delay > 0 else 0.0
-    timers.handles[(namespace, name)] = loop.call_later(wait, _fire, ctx, namespace, name)
+    timers, loop = _loop_timers(), asyncio.get_running_loop()
+    when = loop.time() + (delay + SLACK if delay > 0 else 0.0)
+    pending = timers.handles.get((namespace, name))
+    if pending is not None and not pending.cancelled() and pending.when() <= when:
+        return
+    if pending is not None:
+        pending.cancel()
+    timers.handles[(namespace, name)] = loop.call_at(when, _fire, ctx, namespace, name)
+
+
+def unschedule(namespace: str, name: str) -> None:
+    pending = _loop_timers().handles.pop((namespace, name), None)
+    if pending is not None:
+        pending.cancel()
 
 
 def _fire(ctx: Context, namespace: str, name: str) -> None:
@@ -143,7 +153,7 @@ async def retirement_event(type: str, namespace: str | None, name: str, memo: ko
     if namespace is None:
         return
     if type == "DELETED":
-        schedule(ctx, namespace, name, None)
+        unschedule(namespace, name)
         return
     await reconcile_retirement(ctx, namespace, name)
 
@@ -164,7 +174,7 @@ def _nudge(memo: kopf.Memo, namespace: str | None, agent: str | None, indexes: M
 
 
 @kopf.on.event(GROUP, VERSION, "agents", registry=REGISTRY)
-async def retired_agent_event(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+async def agent_event_for_retirements(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
     _nudge(memo, namespace, name, kwargs)
 
 
@@ -204,6 +214,10 @@ async def reconcile_retirement(ctx: Context, namespace: str, name: str) -> None:
             metrics.RECONCILES.labels(kind="AgentRetirement", result="error").inc()
             delay = AFTER_ERROR if exc.retriable else AFTER_REFUSAL
             log.warning("AgentRetirement %s/%s: %s; trying again in %.0fs", namespace, name, exc, delay)
+        except Exception:  # a bug must not end the retirement for good: log it, look again later
+            metrics.RECONCILES.labels(kind="AgentRetirement", result="error").inc()
+            delay = AFTER_REFUSAL
+            log.exception("AgentRetirement %s/%s: the pass failed; trying again in %.0fs", namespace, name, delay)
         else:
             metrics.RECONCILE_SECONDS.labels(kind="AgentRetirement").observe(time.monotonic() - started)
             metrics.RECONCILES.labels(kind="AgentRetirement", result="ok").inc()

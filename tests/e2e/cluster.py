@@ -1,5 +1,5 @@
 """The e2e implementation of the scenarios' ``Cluster``: a real API server, a fresh namespace,
-and the operator running in-process (its own thread and loop, see :mod:`.operator_runner`)
+and the operator running in-process (its own thread and loop, see :mod:`alm.sandbox.operator_thread`)
 watching only that namespace.
 
 Blocking API calls made from async code here go through ``asyncio.to_thread`` so the test's
@@ -20,8 +20,8 @@ from kubernetes import client as k8s
 from alm.handlers.registry import FINALIZER
 from alm.kube import errors
 from alm.kube.api import Kube
+from alm.sandbox.operator_thread import OperatorThread
 from tests.e2e.nodes import PodSimulator
-from tests.e2e.operator_runner import OperatorRunner
 from tests.e2e.settings import E2ESettings
 
 __all__ = ["ALM_KINDS", "E2E_LABEL", "E2ECluster", "e2e_cluster", "new_namespace_name"]
@@ -46,7 +46,7 @@ def new_namespace_name() -> str:
 class E2ECluster:
     """Satisfies ``tests.scenarios.Cluster`` against a real API server."""
 
-    def __init__(self, kube: Kube, namespace: str, operator: OperatorRunner, *,
+    def __init__(self, kube: Kube, namespace: str, operator: OperatorThread, *,
                  timeout_factor: float = 1.0, simulator: PodSimulator | None = None) -> None:
         self.kube = kube
         self.namespace = namespace
@@ -198,7 +198,7 @@ async def e2e_cluster(configuration: k8s.Configuration, settings: E2ESettings, *
     namespace = new_namespace_name()
     api_client = k8s.ApiClient(configuration)
     kube = Kube(api_client, field_manager=HARNESS_FIELD_MANAGER)
-    operator = OperatorRunner(configuration, namespace)
+    operator = OperatorThread(configuration, [namespace])
     simulator: PodSimulator | None = None
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(api_client.close)

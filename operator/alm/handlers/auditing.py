@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import re
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -40,7 +42,8 @@ __all__ = ["EVENT_REASON_PREFIX", "event_reason", "load", "record", "segments"]
 log = logging.getLogger(__name__)
 
 EVENT_REASON_PREFIX = "Audit"
-_ATTEMPTS = 5  # conflicting writers (another operator replica, a racing pass) before giving up
+_ATTEMPTS = 8  # conflicting writers (another operator replica, a racing pass) before giving up
+_JITTER = 0.01  # seconds, doubled per conflict: writers that collided do not collide again in step
 _DETAILS_IN_EVENT = 600  # characters of details shown in an Event message
 _INDEX = re.compile(r"-audit-(\d+)$")
 
@@ -100,7 +103,9 @@ def _write(kube: Kube, namespace: str, live: Sequence[Mapping[str, Any]], object
 
 def _store(kube: Kube, namespace: str, agent: str, intents: Sequence[AuditIntent], at: str) -> list[audit.Entry]:
     """Append and write, redoing both from a fresh read when another writer got there first."""
-    for _ in range(_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, _JITTER * 2 ** attempt))  # a worker thread, not the event loop
         live = segments(kube, namespace, agent)
         entries = audit.load(live)
         if entries and "hash" not in entries[-1]:

@@ -131,7 +131,7 @@ def _raw_baseline(server: ApiServerThread, agents: int, replicas: int) -> dict[s
             _create(kube, obj)
             objects += 1
     elapsed = time.monotonic() - started
-    count = server.emulator.count(since=mark)
+    count = server.emulator.count(since=mark, user_agent=BENCH_AGENT)
     return {"objectsPerAgent": objects / agents, "writesPerAgent": count / agents,
             "seconds": round(elapsed, 2)}
 

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kubernetes import client as k8s
 
-from alm.handlers import wiring
+from alm.handlers import retirement, wiring
 from alm.handlers.context import Context
 from alm.handlers.registry import REGISTRY
 from alm.kube.api import Kube
@@ -24,7 +24,7 @@ __all__ = ["run_operator"]
 
 log = logging.getLogger(__name__)
 
-assert wiring  # imported for its side effect: every handler registers in REGISTRY
+assert wiring and retirement  # imported for their side effect: every handler registers in REGISTRY
 
 
 @kopf.on.login(registry=REGISTRY)

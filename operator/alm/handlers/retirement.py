@@ -36,16 +36,15 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from alm.api import AgentRetirementPhase
 from alm.core import conditions, naming, retirement
 from alm.core.audit import AuditAction, AuditIntent
-from alm.core.events import EventIntent
 from alm.core.reasons import Cond, Reason
-from alm.handlers import auditing
+from alm.handlers import auditing, posting
 from alm.handlers.context import Context
 from alm.handlers.registry import REGISTRY
 from alm.kube import errors, resources, shell, webhook
@@ -278,14 +277,8 @@ class _Writer:
         if outcome.patched is not None:
             metrics.WRITES.labels(kind="AgentRetirement", verb="status").inc()
             self.body = {**self.body, "status": outcome.patched.get("status") or {}}
-        _post(self.body, p.events[self.posted:])
+        posting.post(self.body, p.events[self.posted:])
         self.posted = len(p.events)
-
-
-def _post(body: Mapping[str, Any], events: tuple[EventIntent, ...]) -> None:
-    ref = kopf.Body(cast(kopf.RawBody, dict(body)))
-    for event in events:
-        kopf.event(ref, type=event.type, reason=event.reason, message=event.message)
 
 
 def _archive_target(body: Mapping[str, Any]) -> str:

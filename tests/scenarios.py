@@ -16,11 +16,10 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from alm.core import archive, audit
-from alm.handlers import retirement as _retirement_controller  # registers its handlers (until wiring imports it)
+from alm.handlers.registry import FINALIZER
 from alm.kube import errors
 from alm.kube.api import Kube
 
-assert _retirement_controller
 
 T = TypeVar("T")
 
@@ -304,6 +303,9 @@ async def scenario_invalid_input(cluster: Cluster) -> None:
     assert "bot-v1" in condition(bot, "Ready")["message"]  # type: ignore[index]
     assert children(cluster, "Deployment") == [] and children(cluster, "Secret") == []
 
+    # kopf puts the revocation finalizer on every Agent: let that one write land first.
+    await cluster.wait_for(lambda: FINALIZER in (get(cluster, "Agent", "bot") or {}).get("metadata", {}).get(
+        "finalizers", []) or None, what="the Agent's finalizer")
     writes = cluster.count_writes()
     await asyncio.sleep(2.5)  # more than one resync: no retry storm, no repeated status writes
     if writes is not None:

@@ -441,3 +441,20 @@ async def test_deleting_a_retirement_before_it_is_done_gives_the_agent_back(clus
     await cluster.wait_for(lambda: scenarios.children(cluster, "Service") or None, what="the Service to come back")
     await scenarios.wait_phase(cluster, "bot", "Available")
     assert scenarios.credentials(cluster).keys() == issued.keys(), "never revoked: it was still draining"
+
+
+async def test_a_new_agent_under_a_retired_name_is_not_retired_again(cluster: EmulatedCluster) -> None:
+    ns = cluster.namespace
+    await live_agent(cluster)
+    scenarios.create(cluster, scenarios.agent_retirement(ns))
+    await scenarios.wait_retirement(cluster, RETIREMENT, "Retired")
+    cluster.kube.delete("Agent", ns, "bot")
+    await cluster.wait_for(lambda: scenarios.get(cluster, "Agent", "bot") is None or None, what="the Agent to go")
+    await asyncio.sleep(1.1)  # creation timestamps have whole seconds
+    scenarios.create(cluster, scenarios.agent(ns, permissions=scenarios.PERMISSIONS))
+    await asyncio.sleep(2.0)
+    assert ((scenarios.get(cluster, "Agent", "bot") or {}).get("status") or {}).get("phase") != "Retired"
+    cluster.kube.delete("AgentRetirement", ns, RETIREMENT)  # the old record goes; the archive stays
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    await asyncio.sleep(1.0)
+    assert len(scenarios.credentials(cluster)) == 4

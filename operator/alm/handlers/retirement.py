@@ -314,27 +314,34 @@ def _live(obj: Mapping[str, Any]) -> bool:
     return not obj.get("metadata", {}).get("deletionTimestamp")
 
 
-def _owned(obj: Mapping[str, Any], agent_uid: str | None) -> bool:
+def _owned(obj: Mapping[str, Any], agent_uid: str | None, foreign_uid: str | None = None) -> bool:
     meta = obj.get("metadata", {})
+    owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
     if agent_uid:
-        return any(ref.get("uid") == agent_uid for ref in meta.get("ownerReferences") or [])
-    # The Agent is gone: its children are being garbage-collected; ours still count until then.
-    return bool((meta.get("labels") or {}).get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY_VALUE)
+        return agent_uid in owners
+    # The Agent is gone: its children are being garbage-collected; ours still count until then,
+    # but never those of a new Agent that took the name since.
+    ours = (meta.get("labels") or {}).get(naming.MANAGED_BY_LABEL) == naming.MANAGED_BY_VALUE
+    return ours and (foreign_uid is None or foreign_uid not in owners)
 
 
-def _children(kube: Kube, kind: str, namespace: str, agent: str, agent_uid: str | None) -> list[Obj]:
+def _children(
+    kube: Kube, kind: str, namespace: str, agent: str, agent_uid: str | None, foreign_uid: str | None = None
+) -> list[Obj]:
     try:
         found = kube.list(kind, namespace, {naming.AGENT_LABEL: naming.label_value(agent)})
     except errors.NotFound:  # the kind is not served (no Gateway API CRDs): nothing of it exists
         return []
-    return [obj for obj in found if _live(obj) and _owned(obj, agent_uid)]
+    return [obj for obj in found if _live(obj) and _owned(obj, agent_uid, foreign_uid)]
 
 
-def agent_credentials(kube: Kube, namespace: str, agent: str, agent_uid: str | None) -> dict[tuple[str, str], Obj]:
+def agent_credentials(
+    kube: Kube, namespace: str, agent: str, agent_uid: str | None, foreign_uid: str | None = None
+) -> dict[tuple[str, str], Obj]:
     """The live credential-bearing objects alm made for the Agent, keyed (kind, name)."""
     found: dict[tuple[str, str], Obj] = {}
     for kind in CREDENTIAL_KINDS:
-        for obj in _children(kube, kind, namespace, agent, agent_uid):
+        for obj in _children(kube, kind, namespace, agent, agent_uid, foreign_uid):
             labels = obj.get("metadata", {}).get("labels") or {}
             if kind == "Secret" and labels.get(naming.COMPONENT_LABEL) != CREDENTIALS_COMPONENT:
                 continue  # archives and audit data are labelled with the Agent too: never revoked
@@ -354,17 +361,36 @@ def _archive_inputs(kube: Kube, namespace: str, agent_name: str, agent: Mapping[
     return {"versions": versions, "rollouts": rollouts, "audit": auditing.load(kube, namespace, agent_name)}
 
 
+def _time(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _successor(agent: Mapping[str, Any], retirement_body: Mapping[str, Any]) -> bool:
+    """Whether ``agent`` was created after the retirement started: a new Agent under the old name.
+
+    The retired Agent existed when the retirement entered Draining; a later one is not its
+    business (it must be neither marked Retired nor stripped of its credentials).
+    """
+    transitions = (retirement_body.get("status") or {}).get("transitions") or []
+    started = next((t.get("at") for t in transitions if t.get("phase") == AgentRetirementPhase.DRAINING), None)
+    created = agent.get("metadata", {}).get("creationTimestamp")
+    return bool(started and created) and _time(str(created)) > _time(str(started))
+
+
 def _observe(kube: Kube, body: Mapping[str, Any]) -> _Seen:
     meta = body.get("metadata", {})
     namespace, spec = str(meta.get("namespace")), body.get("spec") or {}
     agent_name = str((spec.get("agentRef") or {}).get("name") or "")
     agent = kube.get("Agent", namespace, agent_name) if agent_name else None
+    foreign = None
+    if agent is not None and _successor(agent, body):
+        foreign, agent = agent.get("metadata", {}).get("uid"), None
     uid = (agent or {}).get("metadata", {}).get("uid")
-    credentials = agent_credentials(kube, namespace, agent_name, uid) if agent_name else {}
-    traffic = _children(kube, "Service", namespace, agent_name, uid) if agent_name else []
+    credentials = agent_credentials(kube, namespace, agent_name, uid, foreign) if agent_name else {}
+    traffic = _children(kube, "Service", namespace, agent_name, uid, foreign) if agent_name else []
     if ((agent or {}).get("spec") or {}).get("exposure", {}).get("httpRoute"):
         traffic += _children(kube, "HTTPRoute", namespace, agent_name, uid)
-    deployments = _children(kube, "Deployment", namespace, agent_name, uid) if agent_name else []
+    deployments = _children(kube, "Deployment", namespace, agent_name, uid, foreign) if agent_name else []
     obs = retirement.RetirementObservations(
         name=str(meta.get("name")), namespace=namespace, uid=str(meta.get("uid", "")),
         generation=meta.get("generation"), agent=agent, serving=bool(traffic),

@@ -20,7 +20,6 @@ from alm.handlers.registry import FINALIZER
 from alm.kube import errors
 from alm.kube.api import Kube
 
-
 T = TypeVar("T")
 
 TOOL_KEY_VALUE = "crm-key-" + "s3cr3t-value-for-tests-only"

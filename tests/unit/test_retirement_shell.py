@@ -1,0 +1,66 @@
+"""The pure helpers of the retirement controller (alm.handlers.retirement): what it folds into a plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alm.core import retirement
+from alm.core.retirement import Credential, RetirementObservations, RevokeSecret
+from alm.handlers import retirement as controller
+
+T0 = "2026-11-24T12:00:00.000Z"
+SPEC = {"agentRef": {"name": "bot"}, "reason": "replaced", "drain": {"gracePeriodSeconds": 0}}
+AGENT = {"metadata": {"name": "bot", "namespace": "team", "uid": "uid-bot",
+                      "creationTimestamp": "2026-11-24T11:00:00Z"}, "status": {"phase": "Available"}}
+
+
+def revoking_plan() -> retirement.RetirementPlan:
+    """A pass that deletes the recorded (Pending) Secret."""
+    status = {"phase": "Revoking", "transitions": [{"phase": "Revoking", "at": T0}],
+              "revoked": [{"kind": "Secret", "name": "bot-credentials-1", "revokedAt": T0, "result": "Pending"}]}
+    obs = RetirementObservations(name="retire-bot", namespace="team", agent=AGENT,
+                                 credentials=(Credential("Secret", "bot-credentials-1"),))
+    return retirement.plan(SPEC, status, obs, T0)
+
+
+def test_a_delete_that_finds_nothing_is_recorded_as_already_gone_everywhere() -> None:
+    p = revoking_plan()
+    assert RevokeSecret("bot-credentials-1") in p.actions
+    gone = controller._already_gone(p, "Secret", "bot-credentials-1")
+    assert [r["result"] for r in gone.status["revoked"]] == ["AlreadyGone"]
+    assert [i.details["result"] for i in gone.audit if i.action == "credentialRevoked"] == ["AlreadyGone"]
+    assert "Secret bot-credentials-1: AlreadyGone" in [e.message for e in gone.events]
+    assert p.status["revoked"][0]["result"] == "Revoked", "the plan itself is not changed"
+
+
+def test_an_unsupported_archive_target_is_an_invalid_condition_that_keeps_its_time() -> None:
+    status = {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False", "reason": "ArchiveFailed",
+                                                 "message": "m", "lastTransitionTime": T0},
+                                                {"type": "Invalid", "status": "False", "reason": "Valid",
+                                                 "message": "ok", "lastTransitionTime": T0}]}
+    first = controller._pvc_unsupported(status, status, "2026-11-24T12:00:05.000Z")
+    invalid = next(c for c in first["conditions"] if c["type"] == "Invalid")
+    assert (invalid["status"], invalid["reason"]) == ("True", "ArchiveTargetUnsupported")
+    assert "pvc archive not supported yet" in invalid["message"]
+    again = controller._pvc_unsupported(status, first, "2026-11-24T12:09:00.000Z")
+    assert again == first, "a later pass writes the same status (no new timestamp)"
+
+
+@pytest.mark.parametrize(("created", "transitions", "successor"), [
+    ("2026-11-24T11:00:00Z", [{"phase": "Draining", "at": T0}], False),  # the retired Agent
+    ("2026-11-24T12:00:01Z", [{"phase": "Draining", "at": T0}], True),  # created after the retirement began
+    ("2026-11-24T12:00:01Z", [{"phase": "Pending", "at": T0}], False),  # not started: any Agent is the one
+    ("2026-11-24T12:00:01Z", [], False),
+])
+def test_only_the_agent_the_retirement_started_with_is_retired(
+    created: str, transitions: list[dict[str, Any]], successor: bool
+) -> None:
+    agent = {"metadata": {"name": "bot", "creationTimestamp": created}}
+    assert controller._successor(agent, {"status": {"transitions": transitions}}) is successor
+
+
+def test_times_have_milliseconds_so_waits_are_not_cut_short() -> None:
+    now = controller.now_ms()
+    assert len(now) == len("2026-11-24T12:00:00.000Z") and now.endswith("Z") and now[19] == "."

@@ -4,14 +4,18 @@ Retirement passes follow :mod:`alm.core.retirement`::
 
     read the AgentRetirement and what it concerns (observations, fresh from the API server)
     p = retirement.plan(spec, status, observations, now)
+      (on the pass that writes the archive: read its inputs too, and plan again with them)
     for each action, in order: act; a webhook call or an archive write folds its outcome into p
-    append p.audit to the Agent's log (write-ahead: a crash repeats an entry, never loses one)
-    write p.status once, post p.events
-    look again after p.requeue_after (a timer, never a sleep in a handler)
+      (before a webhook call, commit what is done: the call may take its whole timeout)
+    commit: append p.audit to the Agent's log (write-ahead: a crash repeats an entry, never loses
+      one), write p.status, post p.events
+    look again after p.requeue_after (a timer on the loop, never a sleep in a handler)
 
 What starts a pass: an event on the AgentRetirement (including kopf's initial listing, so a
 restarted operator resumes from ``status``), the timer, and, without waiting for them, an event
 on the retired Agent or on one of its children (a pod that stopped, a credential that came back).
+A retirement acts only on the Agent it started with: one created later under the same name is
+left alone.
 
 How traffic stops: the Agent's Services (and HTTPRoutes it owns) are deleted, not emptied. A
 retired Agent never serves again and the Agent planner stands down for it, so nothing recreates
@@ -20,6 +24,9 @@ them; a Service kept with a selector that matches nothing would only look alive.
 How replicas go to zero: a JSON merge patch of ``spec.replicas`` with the operator's field
 manager. Server-side apply is not usable here: an apply of only ``spec.replicas`` by
 ``alm-operator`` would drop every other field that manager applied (the pod template).
+
+Times are RFC 3339 with milliseconds, so grace periods and backoff are never cut short by the
+rounding of whole seconds.
 
 The Agent finalizer (``alm.dev/finalizer``, added by kopf because of :func:`agent_deleted`)
 deletes the Agent's credential Secrets, ServiceAccount, Role and RoleBinding explicitly before
@@ -51,7 +58,16 @@ from alm.kube import errors, resources, shell, webhook
 from alm.kube.api import Kube
 from alm.metrics import operator as metrics
 
-__all__ = ["STATUS_KEYS", "agent_deleted", "reconcile_retirement", "revoke_agent_credentials"]
+__all__ = [
+    "STATUS_KEYS",
+    "agent_credentials",
+    "agent_deleted",
+    "now_ms",
+    "reconcile_retirement",
+    "revoke_agent_credentials",
+    "schedule",
+    "unschedule",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +93,7 @@ class Reasons:
 
 
 def now_ms() -> str:
-    """RFC 3339 with milliseconds: grace periods and backoff are waited out to the millisecond,
-    not cut short by up to a second as whole-second timestamps would."""
+    """Now, RFC 3339 with milliseconds (UTC)."""
     moment = datetime.datetime.now(datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 

@@ -23,9 +23,13 @@ from alm.core.drift import covers
 from alm.core.events import EventIntent
 from alm.core.problems import Problem
 from alm.core.reasons import Cond, Reason
+from alm.core.rolloutstart import Decision, DecisionAction, DecisionReason, needs_rollout
 from alm.core.workload import Workload, observe_workload
 
-__all__ = ["AgentObservations", "AgentPlan", "child_key", "plan_agent"]
+__all__ = ["ROLLOUT_FAILED", "AgentObservations", "AgentPlan", "RolloutTraffic", "child_key", "plan_agent"]
+
+ROLLOUT_FAILED = "RolloutFailed"  # Agent condition: the last rollout of spec.version failed
+_KEPT_COMPONENTS = ("traffic", "preview")  # a router's or blue-green's Services: the rollout's, kept while it runs
 
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (kind, name)
@@ -36,12 +40,35 @@ def child_key(obj: Mapping[str, Any]) -> Key:
 
 
 @dataclasses.dataclass(frozen=True)
+class RolloutTraffic:
+    """What the running AgentRollout decided about the Agent's children (kept by the rollout handler).
+
+    During a rollout two writers would otherwise fight over the same fields: provisioning wants
+    ``spec.replicas`` pods of ``spec.version`` behind a Service over every pod, the rollout wants
+    its own split. So the Agent planner stays the *only* writer of the children (one field
+    manager, no race between two passes) and takes from the rollout what is the rollout's: each
+    version's replicas and shadow mode (``ScaleVersion``), the Service's selector and the stable
+    runtime's mirror env (the router's ``RouterPlan``). What the rollout has not decided (after an
+    operator restart, before its first pass) is kept as it is live, so a restart never moves traffic.
+    """
+
+    replicas: Mapping[str, int] = dataclasses.field(default_factory=dict)  # per version
+    shadows: frozenset[str] = frozenset()  # versions whose runtime runs as a shadow
+    service_selector: Mapping[str, str] | None = None  # of the Service <agent>; None: as live
+    mirror_env: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # per version; None: as live
+    mirror_decided: bool = False  # mirror_env is the router's decision (else: as live)
+
+
+@dataclasses.dataclass(frozen=True)
 class AgentObservations:
     body: Mapping[str, Any]  # the Agent as last seen
     version: Mapping[str, Any] | None  # the AgentVersion named by spec.version, if it exists
     sources: Mapping[str, Mapping[str, str] | None]  # referenced Secrets' data (None: missing)
     children: Sequence[Mapping[str, Any]]  # live objects labelled as this Agent's children
     retirement: Mapping[str, Any] | None = None  # an AgentRetirement naming this Agent, if any
+    rollouts: Sequence[Mapping[str, Any]] = ()  # the AgentRollouts naming this Agent
+    stable: Mapping[str, Any] | None = None  # the AgentVersion named by status.stableVersion, if another
+    traffic: RolloutTraffic | None = None  # the running rollout's decisions, if the handler has any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +77,7 @@ class AgentPlan:
     delete: tuple[Mapping[str, Any], ...] = ()  # live objects to delete
     status: Obj = dataclasses.field(default_factory=dict)
     events: tuple[EventIntent, ...] = ()
+    rollout: Decision | None = None  # create or adopt ``rollout.body``; supersede ``rollout.supersede``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +92,20 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
     if obs.retirement is not None or (obs.body.get("status") or {}).get("phase") == "Retired":
         return _stand_down(obs, now)
     resolved = _resolve(obs, generate)
+    decision = _decide(obs, resolved)
+    mode = _mode(decision)
+    rollout: _Rollout | None = None
+    if mode != "switch" and resolved.spec is not None:
+        rollout, resolved = _rollout_inputs(obs, resolved, resolved.spec, decision, mode, generate)
     apply: list[Obj] = []
     delete: list[Mapping[str, Any]] = []
     events: list[EventIntent] = []
     if resolved.inputs is not None:
         live = {child_key(child): child for child in obs.children}
         desired = provisioning.desired_children(resolved.inputs)
+        if rollout is not None and rollout.stable is not None:
+            desired += [obj for obj in provisioning.desired_children(rollout.stable)
+                        if obj["kind"] in ("Secret", "Deployment") and child_key(obj) not in map(child_key, desired)]
         created: list[str] = []
         updated: list[str] = []
         for obj in desired:
@@ -79,6 +115,8 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
                 (created if have is None else updated).append(f"{obj['kind']} {obj['metadata']['name']}")
         wanted = {child_key(obj) for obj in desired}
         stale = {key: child for key, child in live.items() if key not in wanted and _deletable(child)}
+        if rollout is not None and rollout.stable is not None:
+            stale = {key: child for key, child in stale.items() if _component(child) not in _KEPT_COMPONENTS}
         deleted: list[str] = []
         for key, child in sorted(_handover(stale, resolved.inputs, obs.children).items()):
             delete.append(child)
@@ -88,8 +126,149 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
             if names:
                 events.append(EventIntent(reason, f"{reason} " + ", ".join(names)))
     status = _status(obs, resolved, now, pending_changes=bool(apply or delete))
+    if rollout is not None:
+        status = _rollout_status(obs, status, rollout, now)
+    status["conditions"] = _rollout_failed(obs, status["conditions"], decision, now)
     events += _problem_events(obs.body, resolved.problem)
-    return AgentPlan(tuple(apply), tuple(delete), status, tuple(events))
+    if decision is not None and decision.action in (DecisionAction.CREATE, DecisionAction.ADOPT):
+        events.append(EventIntent(decision.reason, decision.message))
+    return AgentPlan(tuple(apply), tuple(delete), status, tuple(events), decision)
+
+
+# --- Rollouts: the Agent side --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rollout:
+    """Two versions live: the stable one (serving) and the target (rolled out), or the stable only."""
+
+    stable_version: str
+    target: str | None  # None: the last rollout of spec.version failed; the stable version alone
+    stable: provisioning.AgentInputs | None  # the stable version's inputs, when the target's are the main ones
+    rollout: Mapping[str, Any] | None  # the AgentRollout concerned
+
+
+def _decide(obs: AgentObservations, resolved: _Resolved) -> Decision | None:
+    if resolved.spec is None:
+        return None
+    meta = obs.body.get("metadata", {})
+    return needs_rollout(resolved.spec, obs.body.get("status") or {}, obs.rollouts, agent=str(meta.get("name")),
+                         namespace=str(meta.get("namespace", "")), uid=str(meta.get("uid", "")),
+                         generation=meta.get("generation"))
+
+
+def _mode(decision: Decision | None) -> str:
+    """switch: provision spec.version alone (as before rollouts); stable: the stable version alone
+    (the last rollout of spec.version failed); both: the stable version and the target."""
+    if decision is None or decision.action == DecisionAction.SWITCH or decision.reason == DecisionReason.STABLE:
+        return "switch"
+    return "stable" if decision.reason == DecisionReason.FAILED else "both"
+
+
+def _component(child: Mapping[str, Any]) -> str:
+    return str((child.get("metadata", {}).get("labels") or {}).get(naming.COMPONENT_LABEL) or "")
+
+
+def _live(children: Sequence[Mapping[str, Any]], kind: str, name: str) -> Mapping[str, Any] | None:
+    return next((c for c in children if child_key(c) == (kind, name)), None)
+
+
+def _shape(obs: AgentObservations, inputs: provisioning.AgentInputs, default: int, *,
+           service: bool) -> provisioning.AgentInputs:
+    """``inputs`` with the rollout's decisions for its version (see :class:`RolloutTraffic`), else the live values."""
+    traffic = obs.traffic or RolloutTraffic()
+    live = _live(obs.children, "Deployment", naming.deployment_name(inputs.name, inputs.version))
+    live_pod = ((live or {}).get("spec") or {}).get("template", {}).get("spec") or {}
+    live_env = {e.get("name"): str(e.get("value", "")) for c in live_pod.get("containers") or ()
+                for e in c.get("env") or ()}
+    replicas = traffic.replicas.get(inputs.version)
+    if replicas is None:
+        replicas = int((live or {}).get("spec", {}).get("replicas", default)) if live is not None else default
+    shadow = inputs.version in traffic.shadows if inputs.version in traffic.replicas else (
+        live_env.get("ALM_SHADOW") == "true")
+    if traffic.mirror_decided:
+        env = dict(traffic.mirror_env.get(inputs.version) or {})
+    else:
+        env = {k: v for k, v in live_env.items() if str(k).startswith("ALM_MIRROR_")}
+    selector: Mapping[str, str] | None = None
+    if service:
+        live_service = _live(obs.children, "Service", inputs.name)
+        selector = traffic.service_selector or ((live_service or {}).get("spec") or {}).get("selector") or None
+    return dataclasses.replace(inputs, deployment_replicas=replicas, shadow=shadow,
+                               extra_env=tuple(sorted((str(k), v) for k, v in env.items())),
+                               service_selector=tuple(sorted(selector.items())) if selector else None)
+
+
+def _rollout_inputs(obs: AgentObservations, resolved: _Resolved, spec: AgentSpec, decision: Decision | None,
+                    mode: str, generate: Callable[[int], str]) -> tuple[_Rollout | None, _Resolved]:
+    """The inputs of both live versions during a rollout (the target's, if it resolves, are the main ones)."""
+    stable_name = str((obs.body.get("status") or {}).get("stableVersion") or "")
+    found = [r for r in obs.rollouts if r.get("metadata", {}).get("name") == (decision.rollout if decision else None)]
+    rollout = found[0] if found else None
+    stable_body = obs.stable if obs.stable is not None else (obs.version if stable_name == spec.version else None)
+    stable = _resolve_version(obs, spec, stable_name, stable_body, generate)
+    if stable.inputs is None:
+        return None, resolved  # the stable version cannot be provisioned: as without rollouts, say why
+    stable_inputs = _shape(obs, stable.inputs, spec.replicas, service=mode == "stable")
+    if mode == "stable":
+        return _Rollout(stable_name, None, None, rollout), _Resolved(stable_inputs, None, spec)
+    if resolved.inputs is None:  # the target is not ready yet: the stable version alone, the problem reported
+        shaped = _shape(obs, stable.inputs, spec.replicas, service=True)
+        return _Rollout(stable_name, spec.version, None, rollout), _Resolved(shaped, resolved.problem, spec)
+    target = _shape(obs, resolved.inputs, 0, service=True)
+    return _Rollout(stable_name, spec.version, stable_inputs, rollout), _Resolved(target, None, spec)
+
+
+def _rollout_status(obs: AgentObservations, status: Obj, rollout: _Rollout, now: str) -> Obj:
+    """The stable version stays ``stableVersion`` until the rollout promotes; the target is the canary."""
+    status = {**status, "stableVersion": rollout.stable_version}
+    if rollout.target is None:
+        if status.get("phase") == "Available":
+            status["phase"] = "Degraded"  # the stable version serves, but spec.version did not roll out
+        return status
+    names = {naming.deployment_name(obs.body["metadata"]["name"], v) for v in (rollout.stable_version, rollout.target)}
+    deployments = [c for c in obs.children if c.get("kind") == "Deployment" and c["metadata"]["name"] in names]
+    replicas = sum(int((d.get("status") or {}).get("replicas") or 0) for d in deployments)
+    ready = sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in deployments)
+    weight = int(((rollout.rollout or {}).get("status") or {}).get("weight") or 0)
+    name = (rollout.rollout or {}).get("metadata", {}).get("name", "")
+    wanted = int((obs.body.get("spec") or {}).get("replicas") or 0)
+    serving = ready >= max(1, wanted) or wanted == 0
+    message = f"Rolling out {rollout.target} with AgentRollout {name}: {weight}% of new sessions; {ready} pods ready"
+    ready_cond = condition(Cond.READY, serving, Reason.AVAILABLE if serving else Reason.ROLLING_OUT, message)
+    return {**status, "phase": "Progressing", "replicas": replicas, "readyReplicas": ready,
+            "canaryVersion": rollout.target, "canaryWeight": weight,
+            "conditions": _put(status.get("conditions"), ready_cond, now)}
+
+
+def _rollout_failed(obs: AgentObservations, current: list[conditions.Condition], decision: Decision | None,
+                    now: str) -> list[conditions.Condition]:
+    """``RolloutFailed``: True while spec.version names a version whose last rollout failed; cleared once
+    the Agent is on a stable version again or a new rollout starts; left alone otherwise."""
+    before = conditions.find(current, ROLLOUT_FAILED)
+    if decision is None:
+        return current
+    if decision.reason == DecisionReason.FAILED:
+        failed = next((r for r in obs.rollouts if r.get("metadata", {}).get("name") == decision.rollout), {})
+        reason = str(((failed.get("status") or {}).get("abort") or {}).get("reason") or ROLLOUT_FAILED)
+        wanted = condition(ROLLOUT_FAILED, True, reason, decision.message)
+    elif before is not None and decision.action in (DecisionAction.SWITCH, DecisionAction.CREATE, DecisionAction.NONE):
+        wanted = condition(ROLLOUT_FAILED, False, decision.reason, decision.message)
+    else:
+        return current
+    return _put(current, wanted, now)
+
+
+def _put(current: Sequence[Mapping[str, Any]] | None, wanted: conditions.Condition,
+         now: str) -> list[conditions.Condition]:
+    """``current`` with ``wanted`` merged in at its place (appended when new): a stable order, no rewrites."""
+    merged = conditions.merge_conditions(current, [wanted], now=now)[0]
+    found = [dict(c) for c in current or ()]
+    for i, cond in enumerate(found):
+        if cond.get("type") == wanted["type"]:
+            found[i] = merged
+            return found
+    return [*found, merged]
 
 
 def _stand_down(obs: AgentObservations, now: str) -> AgentPlan:
@@ -146,18 +325,23 @@ def _deletable(child: Mapping[str, Any]) -> bool:
 
 
 def _resolve(obs: AgentObservations, generate: Callable[[int], str]) -> _Resolved:
-    meta = obs.body.get("metadata", {})
     try:
         spec = AgentSpec.model_validate(obs.body.get("spec") or {})
     except pydantic.ValidationError as exc:
         return _Resolved(None, Problem(Reason.INVALID_SPEC, validation.describe(exc, "spec"), True), None)
-    version_problem = _version_problem(spec.version, obs.version)
+    return _resolve_version(obs, spec, spec.version, obs.version, generate)
+
+
+def _resolve_version(obs: AgentObservations, spec: AgentSpec, name: str, version: Mapping[str, Any] | None,
+                     generate: Callable[[int], str]) -> _Resolved:
+    meta = obs.body.get("metadata", {})
+    version_problem = _version_problem(name, version)
     if version_problem is not None:
         return _Resolved(None, version_problem, spec)
-    assert obs.version is not None
-    version_spec = AgentVersionSpec.model_validate(obs.version.get("spec") or {})
+    assert version is not None
+    version_spec = AgentVersionSpec.model_validate(version.get("spec") or {})
     existing = _current_credentials(obs.children)
-    creds = credentials.resolve(spec.version, version_spec, obs.sources, existing, generate)
+    creds = credentials.resolve(name, version_spec, obs.sources, existing, generate)
     if creds.problem is not None:
         return _Resolved(None, creds.problem, spec)
     inputs = provisioning.AgentInputs(
@@ -165,9 +349,9 @@ def _resolve(obs: AgentObservations, generate: Callable[[int], str]) -> _Resolve
         namespace=meta.get("namespace", ""),
         uid=meta.get("uid", ""),
         spec=spec,
-        version=spec.version,
+        version=name,
         version_spec=version_spec,
-        config_map=obs.version.get("status", {})["configMapName"],
+        config_map=version.get("status", {})["configMapName"],
         credentials=creds.data,
         credentials_hash=creds.content_hash,
         suspended=_suspended(spec, obs.body.get("status") or {}),

@@ -36,10 +36,23 @@ class AgentInputs:
     credentials: dict[str, str]  # base64 data of the scoped Secret
     credentials_hash: str
     suspended: bool = False  # over budget with onExceeded: suspend: scaled to zero, all else kept
+    # During a rollout the AgentRollout decides these (see ``agentplan.RolloutTraffic``); None / empty:
+    # provisioning's own choice (spec.replicas pods, a Service over every pod, no mirroring).
+    deployment_replicas: int | None = None
+    shadow: bool = False  # the runtime runs as a shadow (ALM_SHADOW=true: tools in dry-run)
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. the stable runtime's ALM_MIRROR_* env
+    service_selector: tuple[tuple[str, str], ...] | None = None
 
     @property
     def replicas(self) -> int:
         return 0 if self.suspended else self.spec.replicas
+
+    @property
+    def pods(self) -> int:
+        """Replicas of this version's Deployment: the rollout's share, else ``replicas``."""
+        if self.suspended or self.deployment_replicas is None:
+            return self.replicas
+        return self.deployment_replicas
 
     def meta(self, name: str, component: str, *, version: bool = False) -> Obj:
         labels = (
@@ -61,6 +74,11 @@ class AgentInputs:
     @property
     def selector(self) -> dict[str, str]:
         return {naming.AGENT_LABEL: naming.label_value(self.name)}
+
+    @property
+    def service_pods(self) -> dict[str, str]:
+        """The Service's selector: every pod of the Agent, or what a rollout routes to."""
+        return dict(self.service_selector) if self.service_selector is not None else self.selector
 
 
 def desired_children(inputs: AgentInputs) -> list[Obj]:
@@ -126,7 +144,7 @@ def _service(i: AgentInputs) -> Obj:
         "metadata": i.meta(i.name, "service"),
         "spec": {
             "type": svc.type,
-            "selector": i.selector,
+            "selector": i.service_pods,
             "ports": [{"name": "http", "port": svc.port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -176,8 +194,9 @@ def _container(i: AgentInputs, config_hash: str) -> Obj:
         {"name": "ALM_AGENT_VERSION", "value": i.version},
         {"name": "ALM_CONFIG_FILE", "value": f"{versionconfig.CONFIG_MOUNT}/{versionconfig.CONFIG_FILE}"},
         {"name": "ALM_CREDENTIALS_DIR", "value": versionconfig.CREDENTIALS_MOUNT},
-        {"name": "ALM_SHADOW", "value": "false"},
+        {"name": "ALM_SHADOW", "value": "true" if i.shadow else "false"},
     ]
+    env += [{"name": name, "value": value} for name, value in i.extra_env]
     container: Obj = {
         "name": "agent",
         "image": rt.image,
@@ -230,7 +249,7 @@ def _deployment(i: AgentInputs) -> Obj:
         "kind": "Deployment",
         "metadata": i.meta(naming.deployment_name(i.name, i.version), "workload", version=True),
         "spec": {
-            "replicas": i.replicas,
+            "replicas": i.pods,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {

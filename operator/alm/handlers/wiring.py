@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from alm.core import agentplan, credentials, naming, versionplan
-from alm.handlers import monitoring, posting, registry
+from alm.handlers import monitoring, posting, registry, rollouts
 from alm.handlers.context import Context, random_string, utcnow
 from alm.handlers.registry import REGISTRY
 from alm.kube import errors, resources, shell
@@ -29,7 +29,7 @@ GROUP, VERSION = "alm.dev", "v1alpha1"
 
 AGENT_STATUS_KEYS = (
     "phase", "observedGeneration", "replicas", "readyReplicas", "canaryWeight", "conditions",
-    "stableVersion", "credentialsSecret", "configHash",
+    "stableVersion", "credentialsSecret", "configHash", "canaryVersion",
 )
 VERSION_STATUS_KEYS = ("phase", "specHash", "observedGeneration", "conditions", "configMapName")
 
@@ -57,6 +57,8 @@ def _start_background(ctx: Context) -> None:
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx = Context.of(memo)
     tasks = [task for task in (ctx.resync_task, ctx.monitor_task) if task is not None]
+    tasks += [*ctx.rollout_timers.values(), *ctx.background]
+    ctx.rollout_timers.clear()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -181,19 +183,31 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
                for child in indexes[index_id].get((namespace, name), ())]
     children = ctx.freshness.merge(indexed, resources.AGENT_CHILD_KINDS, namespace, uid)
     children = [c for c in children if _owned_by(c, uid)]
-    refs = credentials.referenced_secrets((version or {}).get("spec"))
+    # Rollouts: the Agent's AgentRollouts, the stable version (when spec.version names another one)
+    # and the running rollout's decisions about replicas and traffic (see agentplan.RolloutTraffic).
+    rollout_bodies = [ctx.freshness.view(r) for r in indexes.get("rollouts_by_agent", {}).get((namespace, name), ())]
+    stable_name = (body.get("status") or {}).get("stableVersion")
+    stable = (_first(indexes["version_index"], (namespace, stable_name))
+              if stable_name and stable_name != version_name else None)
+    refs = list(dict.fromkeys(credentials.referenced_secrets((version or {}).get("spec"))
+                              + credentials.referenced_secrets((stable or {}).get("spec"))))
     retiring = _first(indexes["retirements_by_agent"], (namespace, name)) is not None
     sources = await asyncio.to_thread(_read_sources, ctx, namespace, refs) if refs and not retiring else {}
     retirement = _first(indexes["retirements_by_agent"], (namespace, name))
-    obs = agentplan.AgentObservations(body, version, sources, children, retirement)
+    obs = agentplan.AgentObservations(body, version, sources, children, retirement, rollout_bodies, stable,
+                                      ctx.traffic.get((namespace, name)))
     plan = agentplan.plan_agent(obs, utcnow(), random_string)
     outcome = await asyncio.to_thread(
         shell.execute, ctx.kube, body, apply=plan.apply, delete=plan.delete,
         status=plan.status, owned_status=AGENT_STATUS_KEYS,
     )
     _remember(ctx, outcome, uid)
+    if plan.rollout is not None and plan.rollout.body is not None:
+        await asyncio.to_thread(rollouts.start, ctx, namespace, plan.rollout)
     _post(body, plan.events)
     metrics.PHASES.observe(namespace, name, plan.status.get("phase"))
+    if rollout_bodies or (plan.rollout is not None and plan.rollout.body is not None):
+        rollouts.after_agent_pass(ctx, namespace, name)
     return outcome
 
 

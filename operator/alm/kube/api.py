@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +29,7 @@ Obj = dict[str, Any]
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class Kube:
@@ -92,6 +93,12 @@ class Kube:
         path = resources.for_kind(kind).path(namespace, name, subresource)
         query = {"fieldManager": self.field_manager}
         return self.request("PATCH", path, query=query, body=dict(patch), content_type=MERGE)
+
+    def json_patch(self, kind: str, namespace: str | None, name: str, ops: Sequence[Mapping[str, Any]]) -> Obj | None:
+        """An RFC 6902 patch (for objects others own: only the fields we manage, guarded by ``test`` ops)."""
+        path = resources.for_kind(kind).path(namespace, name)
+        query = {"fieldManager": self.field_manager}
+        return self.request("PATCH", path, query=query, body=[dict(op) for op in ops], content_type=JSON_PATCH)
 
     def delete(self, kind: str, namespace: str | None, name: str, *, uid: str | None = None) -> bool:
         """Delete (background propagation); False if it was already gone.

@@ -1,0 +1,225 @@
+"""AgentRollouts end to end: the real operator, the emulated API server, pods as real ``alm-agent`` processes.
+
+Each test deploys ``bot-v1`` (a simulated model that always succeeds), sends steady traffic to
+every pod of the Agent (the emulator has no Service proxy: the test spreads requests over the
+pods the Service would select), then changes ``spec.version``. The operator creates the
+AgentRollout, scales the canary, moves the Service's selector, measures the canary's real
+processes with the scrape provider and promotes, rolls back or waits for a human.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from alm.api import build_crds
+from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.processes import ProcessDeploymentController
+from tests import scenarios
+from tests.integration.operator_harness import EmulatedCluster
+
+KPIS = {"minSuccessRate": 0.8}
+
+
+@pytest.fixture
+def process_server() -> Iterator[tuple[ApiServerThread, ProcessDeploymentController]]:
+    with ApiServerThread() as srv:
+        for crd in build_crds():
+            srv.call(lambda crd=crd: srv.emulator.install_crd(crd))
+        controller = ProcessDeploymentController(srv.emulator.store, env={"ALM_SIM_SEED": "7",
+                                                                          "ALM_SIM_LATENCY_MS": "5"})
+        srv.call(controller.start)
+        try:
+            yield srv, controller
+        finally:
+            srv.call(controller.stop)
+
+
+@pytest.fixture
+async def cluster(process_server: tuple[ApiServerThread, ProcessDeploymentController]
+                  ) -> AsyncIterator[EmulatedCluster]:
+    cluster = EmulatedCluster(process_server[0], scenarios.unique("alm-ro"))
+    await cluster.start_operator()
+    try:
+        yield cluster
+    finally:
+        await cluster.stop_operator()
+
+
+class Traffic:
+    """Steady requests (every ~20 ms) spread over the Agent's running pods, in a thread."""
+
+    def __init__(self, cluster: EmulatedCluster) -> None:
+        self.cluster = cluster
+        self.stop = threading.Event()
+        self.answers = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(15)
+
+    def _ports(self) -> list[int]:
+        pods = self.cluster.kube.list("Pod", self.cluster.namespace, {"alm.dev/agent": "bot"})
+        return [p["spec"]["containers"][0]["ports"][0]["containerPort"] for p in pods
+                if (p.get("status") or {}).get("phase") == "Running"]
+
+    def _run(self) -> None:
+        i, ports = 0, []
+        while not self.stop.is_set():
+            if i % 10 == 0 or not ports:
+                ports = self._ports()
+            for port in ports:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tasks", method="POST",
+                                                 data=json.dumps({"input": f"question {i}"}).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=5) as response:
+                        response.read()
+                except urllib.error.HTTPError:  # a failed task answers 500: still a task
+                    pass
+                except OSError:  # a pod going away
+                    continue
+                self.answers += 1
+            i += 1
+            self.stop.wait(0.02)
+
+
+def _version(ns: str, name: str, success_rate: str = "1.0") -> dict[str, Any]:
+    version = scenarios.agent_version(ns, name, tools=False)
+    version["spec"]["model"]["parameters"] = {"extra": {"successRate": success_rate}}
+    return version
+
+
+async def _deploy(cluster: EmulatedCluster, steps: list[dict[str, Any]]) -> None:
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v1"))
+    scenarios.create(cluster, scenarios.agent(
+        ns, replicas=2, kpis=KPIS, rollout={"canary": {"steps": steps, "analysis": {"interval": "1s"}}}))
+    await scenarios.wait_phase(cluster, "bot", "Available")
+
+
+def _rollout(cluster: EmulatedCluster) -> dict[str, Any] | None:
+    found = cluster.kube.list("AgentRollout", cluster.namespace)
+    return found[-1] if found else None
+
+
+async def _wait_rollout(cluster: EmulatedCluster, what: str, check: Any, timeout: float = 40) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        found = _rollout(cluster)
+        return found if found is not None and check(found.get("status") or {}) else None
+
+    return await cluster.wait_for(probe, timeout=timeout, what=what)
+
+
+def _selector(cluster: EmulatedCluster) -> dict[str, str]:
+    service = scenarios.get(cluster, "Service", "bot") or {}
+    return dict((service.get("spec") or {}).get("selector") or {})
+
+
+async def test_a_good_canary_reaches_100_percent_and_becomes_stable(cluster: EmulatedCluster) -> None:
+    await _deploy(cluster, [{"setWeight": 50}, {"analysis": {"duration": "2s"}}])
+    scenarios.create(cluster, _version(cluster.namespace, "bot-v2", "1.0"))
+    with Traffic(cluster) as traffic:
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        created = await _wait_rollout(cluster, "the AgentRollout at 50%", lambda s: s.get("weight") == 50)
+        assert created["metadata"]["ownerReferences"][0]["kind"] == "Agent"
+        assert created["spec"] == {"agentRef": {"name": "bot"}, "targetVersion": "bot-v2", "fromVersion": "bot-v1",
+                                   "strategy": created["spec"]["strategy"]}
+        agent = await cluster.wait_for(
+            lambda: (lambda a: a if (a.get("status") or {}).get("canaryVersion") == "bot-v2" else None)(
+                scenarios.get(cluster, "Agent", "bot") or {}), what="the Agent to show its canary")
+        assert agent["status"]["stableVersion"] == "bot-v1"  # until the promotion
+        done = await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")
+    assert traffic.answers > 0
+    status = done["status"]
+    assert status["weight"] == 100 and status["finishedAt"]
+    runs = {run.get("step"): run for run in status["analysisRuns"]}  # step 1 and the background analysis
+    assert set(runs) == {1, None} and {run["verdict"] for run in runs.values()} == {"Successful"}
+    run = runs[1]
+    assert any(m["verdict"] == "Successful" and m["kpi"] == "successRate" for m in run["measurements"])
+    agent = await cluster.wait_for(
+        lambda: (lambda a: a if (a.get("status") or {}).get("stableVersion") == "bot-v2" else None)(
+            scenarios.get(cluster, "Agent", "bot") or {}), what="bot-v2 to be stable")
+    (entry,) = agent["status"]["history"]
+    assert entry["version"] == "bot-v2" and entry["result"] == "Succeeded"
+    assert entry["rollout"] == done["metadata"]["name"]
+    await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
+                           == ["bot-bot-v2"] or None, what="the old version's Deployment to go")
+    await scenarios.wait_phase(cluster, "bot", "Available")
+
+
+async def test_a_bad_canary_is_rolled_back_with_the_kpi_in_status(cluster: EmulatedCluster) -> None:
+    await _deploy(cluster, [{"setWeight": 50}, {"analysis": {"duration": "5s"}}])
+    scenarios.create(cluster, _version(cluster.namespace, "bot-v2", "0.2"))
+    with Traffic(cluster):
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        done = await _wait_rollout(cluster, "RolledBack and finished",
+                                   lambda s: s.get("phase") == "RolledBack" and s.get("finishedAt"))
+    abort = done["status"]["abort"]
+    assert abort["reason"] == "AnalysisFailed" and abort["kpi"] == "successRate"
+    assert abort["threshold"] == 0.8 and abort["value"] < 0.8
+    assert "successRate" in done["status"]["message"]
+    assert _selector(cluster) == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
+    agent = await cluster.wait_for(
+        lambda: (lambda a: a if (scenarios.condition(a, "RolloutFailed") or {}).get("status") == "True" else None)(
+            scenarios.get(cluster, "Agent", "bot")), what="RolloutFailed on the Agent")
+    assert agent["status"]["stableVersion"] == "bot-v1"
+    assert scenarios.condition(agent, "RolloutFailed")["reason"] == "AnalysisFailed"  # type: ignore[index]
+    assert [(e["version"], e["result"]) for e in agent["status"]["history"]] == [("bot-v2", "RolledBack")]
+    await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
+                           == ["bot-bot-v1"] or None, what="the failed version's Deployment to go")
+    assert len(cluster.kube.list("AgentRollout", cluster.namespace)) == 1  # not retried
+
+
+async def test_an_approval_step_waits_until_approved_and_records_who(cluster: EmulatedCluster) -> None:
+    await _deploy(cluster, [{"setWeight": 50}, {"approval": {"message": "look at the dashboard"}}])
+    scenarios.create(cluster, _version(cluster.namespace, "bot-v2"))
+    with Traffic(cluster):  # the background analysis must pass once before the promotion
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        waiting = await _wait_rollout(cluster, "AwaitingApproval", lambda s: s.get("phase") == "AwaitingApproval")
+        assert waiting["status"]["currentStep"] == 1 and waiting["status"]["weight"] == 50
+        await asyncio.sleep(1.5)  # the background analysis goes on measuring; the step waits
+        assert (_rollout(cluster) or {})["status"]["phase"] == "AwaitingApproval"
+        name = waiting["metadata"]["name"]
+        cluster.kube.merge_patch("AgentRollout", cluster.namespace, name, {"metadata": {"annotations": {
+            "alm.dev/approve": "1", "alm.dev/approved-by": "alice"}}})
+        done = await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")
+    (approval,) = done["status"]["approvals"]
+    assert approval["step"] == 1 and approval["approvedBy"] == "alice" and approval["approvedAt"]
+    annotations = done["metadata"].get("annotations") or {}
+    assert "alm.dev/approve" not in annotations and "alm.dev/approved-by" not in annotations  # consumed
+
+
+async def test_an_operator_restart_resumes_at_the_same_step(cluster: EmulatedCluster) -> None:
+    await _deploy(cluster, [{"setWeight": 50}, {"pause": {}}, {"setWeight": 100}])
+    scenarios.create(cluster, _version(cluster.namespace, "bot-v2"))
+    with Traffic(cluster):
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        paused = await _wait_rollout(cluster, "Paused at step 1", lambda s: s.get("phase") == "Paused"
+                                     and s.get("currentStep") == 1)
+        before = paused["status"]
+        pods = {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")}
+        selector = _selector(cluster)
+        await cluster.restart_operator()
+        await _wait_rollout(cluster, "the restarted operator's first pass", lambda s: True)
+        after = (_rollout(cluster) or {})["status"]
+        assert (after["phase"], after["currentStep"], after["weight"], after["stepStartedAt"]) == (
+            "Paused", 1, 50, before["stepStartedAt"])
+        assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")
+                } == pods == {"bot-bot-v1": 1, "bot-bot-v2": 1}
+        assert _selector(cluster) == selector == {"alm.dev/agent": "bot"}  # both versions, as before the restart
+        cluster.kube.merge_patch("AgentRollout", cluster.namespace, paused["metadata"]["name"],
+                                 {"metadata": {"annotations": {"alm.dev/resume": ""}}})
+        await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")

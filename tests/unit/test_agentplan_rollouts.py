@@ -1,0 +1,132 @@
+"""The Agent planner during rollouts: both versions provisioned, replicas and selector from the rollout."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from alm.api import AgentSpec
+from alm.core import agentplan
+from alm.core.agentplan import AgentObservations, RolloutTraffic, plan_agent
+from alm.core.rolloutstart import DecisionAction, DecisionReason, spec_hash
+from tests.unit.builders import (
+    NOW,
+    SECRET_B64,
+    agent_body,
+    as_live,
+    available_status,
+    fixed_random,
+    ready,
+    version_body,
+)
+
+SOURCES = {"bot-tools": {"crm-key": SECRET_B64}}
+ROLLOUT = {"canary": {"steps": [{"setWeight": 50}]}}
+V1, V2 = ready(version_body()), ready(version_body("bot-v2"), "bot-v2-config-def")
+
+
+def _plan(agent: dict[str, Any], children: list[dict[str, Any]], *, rollouts: list[dict[str, Any]] | None = None,
+          traffic: RolloutTraffic | None = None) -> agentplan.AgentPlan:
+    version = V2 if agent["spec"]["version"] == "bot-v2" else V1
+    stable = V1 if agent["spec"]["version"] == "bot-v2" else None
+    return plan_agent(AgentObservations(agent, version, SOURCES, children, None, rollouts or [], stable, traffic),
+                      NOW, fixed_random)
+
+
+def _converged(**spec: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    agent, children = agent_body(rollout=ROLLOUT, **spec), []
+    for _ in range(4):
+        p = _plan(agent, children)
+        live = {agentplan.child_key(c): c for c in children}
+        for obj in p.apply:
+            extra = available_status(obj["spec"]["replicas"]) if obj["kind"] == "Deployment" else {}
+            live[agentplan.child_key(obj)] = as_live(obj, **extra)
+        for obj in p.delete:
+            live.pop(agentplan.child_key(obj))
+        children, agent = list(live.values()), {**agent, "status": p.status}
+    return agent, children
+
+
+def _deployments(p: agentplan.AgentPlan) -> dict[str, int]:
+    return {o["metadata"]["name"]: o["spec"]["replicas"] for o in p.apply if o["kind"] == "Deployment"}
+
+
+def _to(agent: dict[str, Any], version: str) -> dict[str, Any]:
+    agent = copy.deepcopy(agent)
+    agent["spec"]["version"] = version
+    agent["metadata"]["generation"] = 2
+    return agent
+
+
+def test_a_version_change_with_a_strategy_creates_a_rollout_and_keeps_the_stable_version() -> None:
+    agent, children = _converged()
+    p = _plan(_to(agent, "bot-v2"), children)
+    assert p.rollout is not None and p.rollout.action == DecisionAction.CREATE
+    assert p.rollout.body is not None and p.rollout.body["spec"]["targetVersion"] == "bot-v2"
+    assert _deployments(p) == {"bot-bot-v2": 0}  # the canary starts with no pods; v1 keeps its own
+    assert p.delete == ()
+    assert p.status["stableVersion"] == "bot-v1" and p.status["canaryVersion"] == "bot-v2"
+    assert p.status["phase"] == "Progressing"
+    assert [e.reason for e in p.events if e.reason == DecisionReason.CREATED] == [DecisionReason.CREATED]
+
+
+def test_without_a_strategy_the_switch_is_immediate_as_before() -> None:
+    agent, children = _converged()
+    del agent["spec"]["rollout"]
+    p = _plan(_to(agent, "bot-v2"), children)
+    assert p.rollout is not None and p.rollout.action == DecisionAction.SWITCH
+    assert _deployments(p) == {"bot-bot-v2": 2} and p.status["stableVersion"] == "bot-v2"
+    assert "canaryVersion" not in p.status
+
+
+def test_replicas_shadow_selector_and_mirror_come_from_the_rollout() -> None:
+    agent, children = _converged()
+    traffic = RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1}, shadows=frozenset({"bot-v2"}),
+                             service_selector={"alm.dev/agent": "bot"},
+                             mirror_env={"bot-v1": {"ALM_MIRROR_URL": "http://x", "ALM_MIRROR_PERCENT": "50"}},
+                             mirror_decided=True)
+    p = _plan(_to(agent, "bot-v2"), children, traffic=traffic)
+    assert _deployments(p) == {"bot-bot-v1": 1, "bot-bot-v2": 1}
+    env = {o["metadata"]["name"]: {e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+           for o in p.apply if o["kind"] == "Deployment"}
+    assert env["bot-bot-v2"]["ALM_SHADOW"] == "true" and "ALM_MIRROR_URL" not in env["bot-bot-v2"]
+    assert env["bot-bot-v1"]["ALM_MIRROR_PERCENT"] == "50" and env["bot-bot-v1"]["ALM_SHADOW"] == "false"
+
+
+def test_after_a_restart_the_live_split_is_kept_until_the_rollout_decides() -> None:
+    agent, children = _converged()
+    moving = _to(agent, "bot-v2")
+    first = _plan(moving, children, traffic=RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1},
+                                                           service_selector={"alm.dev/version": "bot-v2"}))
+    live = {agentplan.child_key(c): c for c in children}
+    for obj in first.apply:
+        live[agentplan.child_key(obj)] = as_live(obj, **(available_status(obj["spec"]["replicas"])
+                                                      if obj["kind"] == "Deployment" else {}))
+    restarted = _plan({**moving, "status": first.status}, list(live.values()), traffic=None)
+    assert restarted.apply == () and restarted.delete == ()  # nothing moves
+
+
+def test_a_failed_rollout_serves_the_stable_version_and_says_so() -> None:
+    agent, children = _converged()
+    moving = _to(agent, "bot-v2")
+    failed = {"apiVersion": "alm.dev/v1alpha1", "kind": "AgentRollout",
+              "metadata": {"name": "bot-bot-v2-x", "creationTimestamp": NOW,
+                           "annotations": {"alm.dev/rollout-spec-hash": spec_hash(AgentSpec.model_validate(
+                               moving["spec"]))}},
+              "spec": {"agentRef": {"name": "bot"}, "targetVersion": "bot-v2", "strategy": ROLLOUT},
+              "status": {"phase": "RolledBack", "finishedAt": NOW, "abort": {"reason": "AnalysisFailed", "at": NOW}}}
+    canary = as_live({**next(c for c in children if c["kind"] == "Deployment"),
+                      "metadata": {**next(c for c in children if c["kind"] == "Deployment")["metadata"],
+                                   "name": "bot-bot-v2"}})
+    p = _plan(moving, [*children, canary], rollouts=[failed])
+    assert p.rollout is not None and p.rollout.reason == DecisionReason.FAILED
+    assert [o["metadata"]["name"] for o in p.delete] == ["bot-bot-v2"]
+    assert p.status["stableVersion"] == "bot-v1" and p.status["phase"] == "Progressing"  # deleting the canary
+    settled = _plan({**moving, "status": p.status}, children, rollouts=[failed])
+    assert settled.apply == () and settled.delete == () and settled.status["phase"] == "Degraded"
+    rollout_failed = next(c for c in p.status["conditions"] if c["type"] == agentplan.ROLLOUT_FAILED)
+    assert rollout_failed["status"] == "True" and rollout_failed["reason"] == "AnalysisFailed"
+    # Reverting spec.version clears it.
+    back = _plan({**agent, "status": p.status}, children, rollouts=[failed])
+    cleared = next(c for c in back.status["conditions"] if c["type"] == agentplan.ROLLOUT_FAILED)
+    assert cleared["status"] == "False" and back.status["phase"] == "Available"

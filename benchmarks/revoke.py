@@ -27,14 +27,11 @@ import time
 from typing import Any
 
 from alm.api import build_crds
-from alm.handlers import retirement as _retirement_controller  # registers its handlers (until wiring does)
 from alm.kube import resources
 from alm.kube.api import Kube
 from alm.sandbox.apiserver import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
 from alm.sandbox.workloads import DeploymentController
-
-assert _retirement_controller
 
 NAMESPACE = "bench-revoke"
 CREDENTIAL_KINDS = ("Secret", "ServiceAccount", "Role", "RoleBinding")

@@ -224,6 +224,14 @@ def _read_sources(ctx: Context, namespace: str, names: list[str]) -> dict[str, M
     return found
 
 
+@kopf.on.event(GROUP, VERSION, "agentretirements", id="agent_after_retirement_deleted", registry=REGISTRY)
+async def retirement_deleted(type: str, namespace: str, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A retirement deleted before it finished cancels it: provision the Agent again now, not at the next resync."""
+    agent = (spec.get("agentRef") or {}).get("name")
+    if type == "DELETED" and isinstance(agent, str):
+        await reconcile_agent(Context.of(memo), namespace, agent, kwargs)
+
+
 # --- AgentVersion --------------------------------------------------------------------
 
 @kopf.on.event(GROUP, VERSION, "agentversions", registry=REGISTRY)

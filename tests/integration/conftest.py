@@ -1,5 +1,72 @@
 """Fixtures for the integration tests."""
 
 # --- emulated API server fixtures (owned by alm.sandbox; see emulator_fixtures.py) -------------
-from tests.integration.emulator_fixtures import apiserver, deployment_controller  # noqa: F401
 # --- end of emulated API server fixtures ---------------------------------------------------------
+# --- the real operator against the emulated API server -----------------------------------------
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from alm.api import build_crds
+from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.processes import ProcessDeploymentController
+from alm.sandbox.workloads import DeploymentController
+from tests import scenarios
+from tests.integration.emulator_fixtures import apiserver, deployment_controller  # noqa: F401
+from tests.integration.operator_harness import EmulatedCluster
+
+
+def _with_crds(srv: ApiServerThread) -> ApiServerThread:
+    for crd in build_crds():
+        srv.call(lambda crd=crd: srv.emulator.install_crd(crd))
+    return srv
+
+
+@pytest.fixture
+def server() -> Iterator[ApiServerThread]:
+    """The emulated API server with the alm CRDs and a Deployment controller (pods are not real)."""
+    with ApiServerThread() as srv:
+        controller = DeploymentController(_with_crds(srv).emulator.store)
+        srv.call(controller.start)
+        try:
+            yield srv
+        finally:
+            srv.call(controller.stop)
+
+
+@pytest.fixture
+def process_server() -> Iterator[tuple[ApiServerThread, ProcessDeploymentController]]:
+    """The same, but every pod is a real local alm-agent process (seeded, fast simulated model)."""
+    with ApiServerThread() as srv:
+        controller = ProcessDeploymentController(_with_crds(srv).emulator.store,
+                                                 env={"ALM_SIM_SEED": "7", "ALM_SIM_LATENCY_MS": "5"})
+        srv.call(controller.start)
+        try:
+            yield srv, controller
+        finally:
+            srv.call(controller.stop)
+        assert all(p.poll() is not None for p in controller.processes.values()), "an agent process outlived its pod"
+
+
+@contextlib.asynccontextmanager
+async def operator_in_fresh_namespace(srv: ApiServerThread, prefix: str) -> AsyncIterator[EmulatedCluster]:
+    cluster = EmulatedCluster(srv, scenarios.unique(prefix))
+    await cluster.start_operator()
+    try:
+        yield cluster
+    finally:
+        await cluster.stop_operator()
+
+
+@pytest.fixture
+async def cluster(server: ApiServerThread) -> AsyncIterator[EmulatedCluster]:
+    async with operator_in_fresh_namespace(server, "alm-it") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def process_cluster(process_server: tuple[ApiServerThread, ProcessDeploymentController]
+                          ) -> AsyncIterator[EmulatedCluster]:
+    async with operator_in_fresh_namespace(process_server[0], "alm-proc") as cluster:
+        yield cluster

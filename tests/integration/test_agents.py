@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from alm.api import build_crds
 from alm.sandbox.apiserver import ApiServerThread
-from alm.sandbox.workloads import DeploymentController
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 
 Scenario = Callable[[EmulatedCluster], Awaitable[None]]
 
 
-@pytest.fixture
-def server() -> Iterator[ApiServerThread]:
-    with ApiServerThread() as srv:
-        for crd in build_crds():
-            srv.call(lambda crd=crd: srv.emulator.install_crd(crd))
-        controller = DeploymentController(srv.emulator.store)
-        srv.call(controller.start)
-        try:
-            yield srv
-        finally:
-            srv.call(controller.stop)
 
 
-@pytest.fixture
-async def cluster(server: ApiServerThread) -> AsyncIterator[EmulatedCluster]:
-    cluster = EmulatedCluster(server, scenarios.unique("alm-it"))
-    await cluster.start_operator()
-    try:
-        yield cluster
-    finally:
-        await cluster.stop_operator()
 
 
 @pytest.mark.parametrize("scenario", scenarios.SCENARIOS, ids=[f.__name__ for f in scenarios.SCENARIOS])

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from alm.api import build_crds
 from alm.core import audit, retirement, revocation
 from alm.core.audit import AuditAction, AuditIntent
 from alm.handlers import auditing
@@ -27,7 +26,6 @@ from alm.handlers.context import Context
 from alm.kube import webhook
 from alm.kube.api import Kube
 from alm.sandbox.apiserver import ApiServerThread
-from alm.sandbox.workloads import DeploymentController
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 from tests.integration.webhook_server import WebhookServer
@@ -36,27 +34,8 @@ HMAC_KEY = b"whsec-" + b"Zq8xY2u9Lk3pV7tR1mN4bQ6w"  # a value that must never le
 RETIREMENT = "bot-retirement"
 
 
-@pytest.fixture
-def server() -> Iterator[ApiServerThread]:
-    with ApiServerThread() as srv:
-        for crd in build_crds():
-            srv.call(lambda crd=crd: srv.emulator.install_crd(crd))
-        controller = DeploymentController(srv.emulator.store)
-        srv.call(controller.start)
-        try:
-            yield srv
-        finally:
-            srv.call(controller.stop)
 
 
-@pytest.fixture
-async def cluster(server: ApiServerThread) -> AsyncIterator[EmulatedCluster]:
-    cluster = EmulatedCluster(server, scenarios.unique("alm-ret"))
-    await cluster.start_operator()
-    try:
-        yield cluster
-    finally:
-        await cluster.stop_operator()
 
 
 @pytest.fixture

@@ -14,43 +14,24 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from alm.api import build_crds
-from alm.sandbox.apiserver import ApiServerThread
-from alm.sandbox.processes import ProcessDeploymentController
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 
 KPIS = {"minSuccessRate": 0.8}
 
 
-@pytest.fixture
-def process_server() -> Iterator[tuple[ApiServerThread, ProcessDeploymentController]]:
-    with ApiServerThread() as srv:
-        for crd in build_crds():
-            srv.call(lambda crd=crd: srv.emulator.install_crd(crd))
-        controller = ProcessDeploymentController(srv.emulator.store, env={"ALM_SIM_SEED": "7",
-                                                                          "ALM_SIM_LATENCY_MS": "5"})
-        srv.call(controller.start)
-        try:
-            yield srv, controller
-        finally:
-            srv.call(controller.stop)
+
 
 
 @pytest.fixture
-async def cluster(process_server: tuple[ApiServerThread, ProcessDeploymentController]
-                  ) -> AsyncIterator[EmulatedCluster]:
-    cluster = EmulatedCluster(process_server[0], scenarios.unique("alm-ro"))
-    await cluster.start_operator()
-    try:
-        yield cluster
-    finally:
-        await cluster.stop_operator()
+def cluster(process_cluster: EmulatedCluster) -> EmulatedCluster:
+    """Here the agents' pods are real processes: the operator measures them."""
+    return process_cluster
+
 
 
 class Traffic:

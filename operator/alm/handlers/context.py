@@ -47,6 +47,12 @@ class Context:
     traffic: dict[tuple[str, str], Any] = dataclasses.field(default_factory=dict)
     rollout_timers: dict[tuple[str, str], asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    # Users' Secrets that tools read credentials from, briefly remembered: creating an Agent
+    # causes a burst of passes (one per child event) that would each read them again.
+    # Rotations are picked up after at most ``secret_ttl`` seconds (Secrets are not watched;
+    # the resync catches up).
+    secret_ttl: float = 2.0
+    secrets: dict[tuple[str, str], tuple[float, Any]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, memo: Any) -> Context:

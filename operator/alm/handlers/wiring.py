@@ -218,9 +218,15 @@ def _owned_by(child: Mapping[str, Any], uid: str) -> bool:
 
 def _read_sources(ctx: Context, namespace: str, names: list[str]) -> dict[str, Mapping[str, str] | None]:
     found: dict[str, Mapping[str, str] | None] = {}
+    now = time.monotonic()
     for secret_name in names:
+        cached = ctx.secrets.get((namespace, secret_name))
+        if cached is not None and now - cached[0] < ctx.secret_ttl:
+            found[secret_name] = cached[1]
+            continue
         secret = ctx.kube.get("Secret", namespace, secret_name)
         found[secret_name] = (secret.get("data") or {}) if secret is not None else None
+        ctx.secrets[(namespace, secret_name)] = (now, found[secret_name])
     return found
 
 

@@ -130,3 +130,73 @@ def test_a_failed_rollout_serves_the_stable_version_and_says_so() -> None:
     back = _plan({**agent, "status": p.status}, children, rollouts=[failed])
     cleared = next(c for c in back.status["conditions"] if c["type"] == agentplan.ROLLOUT_FAILED)
     assert cleared["status"] == "False" and back.status["phase"] == "Available"
+
+
+# --- ScaleDownAfter: the previous version lingers after a promotion, then goes ----------------------
+
+BLUE_GREEN = {"blueGreen": {"scaleDownDelaySeconds": 30}}
+
+
+def _promoted(strategy: dict[str, Any], finished: str, *, from_version: str | None = "bot-v1") -> dict[str, Any]:
+    spec: dict[str, Any] = {"agentRef": {"name": "bot"}, "targetVersion": "bot-v2", "strategy": strategy}
+    if from_version is not None:
+        spec["fromVersion"] = from_version
+    return {"apiVersion": "alm.dev/v1alpha1", "kind": "AgentRollout",
+            "metadata": {"name": "bot-bot-v2-x", "creationTimestamp": "2026-11-24T11:50:00Z"},
+            "spec": spec, "status": {"phase": "Succeeded", "finishedAt": finished, "weight": 100}}
+
+
+def _after_promotion() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """v2 promoted and provisioned alone, v1's Deployment (and its credentials) still live."""
+    _, old = _converged()
+    agent, children = _converged(version="bot-v2")
+    names = {agentplan.child_key(c) for c in children}
+    lingering = [c for c in old if c["kind"] in ("Deployment", "Secret") and agentplan.child_key(c) not in names]
+    assert [c["metadata"]["name"] for c in lingering if c["kind"] == "Deployment"] == ["bot-bot-v1"]
+    return agent, [*children, *lingering]
+
+
+def _selector(p: agentplan.AgentPlan, children: list[dict[str, Any]]) -> dict[str, str]:
+    service = next((o for o in p.apply if agentplan.child_key(o) == ("Service", "bot")), None)
+    service = service or next(c for c in children if agentplan.child_key(c) == ("Service", "bot"))
+    return dict(service["spec"]["selector"])
+
+
+def test_the_previous_version_is_kept_out_of_the_service_until_the_scale_down_delay_has_passed() -> None:
+    agent, children = _after_promotion()
+    rollout = _promoted(BLUE_GREEN, "2026-11-24T11:59:40Z")  # 20 s ago: 10 s left
+    p = _plan(agent, children, rollouts=[rollout])
+    assert p.delete == ()  # v1's Deployment (and the credentials it mounts) stays
+    assert _selector(p, children) == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+    assert not any(o["kind"] == "Deployment" for o in p.apply)  # v1 stays as the rollout left it
+    later = _plan(agent, children, rollouts=[_promoted(BLUE_GREEN, "2026-11-24T11:59:30Z")])  # the delay is over
+    assert [o["metadata"]["name"] for o in later.delete if o["kind"] == "Deployment"] == ["bot-bot-v1"]
+    assert _selector(later, children) == {"alm.dev/agent": "bot"}  # back to every pod of the Agent
+
+
+def test_a_canary_with_the_replicas_router_keeps_nothing_and_gateway_and_shadow_keep_30_seconds() -> None:
+    agent, children = _after_promotion()
+    finished = "2026-11-24T11:59:45Z"  # 15 s ago
+    canary = _plan(agent, children, rollouts=[_promoted(ROLLOUT, finished)])
+    assert [o["metadata"]["name"] for o in canary.delete if o["kind"] == "Deployment"] == ["bot-bot-v1"]
+    gateway = {**ROLLOUT, "trafficRouting": {"type": "gatewayAPI"}}
+    for strategy in (gateway, {"shadow": {"duration": "1m"}}):
+        kept = _plan(agent, children, rollouts=[_promoted(strategy, finished)])
+        assert kept.delete == (), strategy
+
+
+def test_without_a_from_version_every_previous_deployment_is_kept() -> None:
+    agent, children = _after_promotion()
+    p = _plan(agent, children, rollouts=[_promoted(BLUE_GREEN, "2026-11-24T11:59:50Z", from_version=None)])
+    assert p.delete == ()
+
+
+def test_only_a_succeeded_rollout_to_the_current_version_keeps_anything() -> None:
+    agent, children = _after_promotion()
+    failed = {**_promoted(BLUE_GREEN, "2026-11-24T11:59:50Z"), "status": {"phase": "RolledBack",
+                                                                          "finishedAt": "2026-11-24T11:59:50Z"}}
+    other = {**_promoted(BLUE_GREEN, "2026-11-24T11:59:50Z"),
+             "spec": {**_promoted(BLUE_GREEN, NOW)["spec"], "targetVersion": "bot-v3"}}
+    for rollout in (failed, other):
+        p = _plan(agent, children, rollouts=[rollout])
+        assert [o["metadata"]["name"] for o in p.delete if o["kind"] == "Deployment"] == ["bot-bot-v1"]

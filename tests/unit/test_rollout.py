@@ -392,3 +392,30 @@ def test_strategy_kind() -> None:
     kinds_ = [rollout.strategy_kind(AgentRolloutSpec.model_validate(spec(s)))
               for s in STRATEGY_BODIES]
     assert kinds_ == ["canary", "blueGreen", "shadow"]
+
+
+# --- ScaleDownAfter: when the previous version may go --------------------------------------------
+
+@pytest.mark.parametrize(("strategy", "now", "until"), [
+    ({"blueGreen": {"scaleDownDelaySeconds": 60}}, "2026-11-24T12:00:59Z", "2026-11-24T12:01:00Z"),
+    ({"blueGreen": {"scaleDownDelaySeconds": 60}}, "2026-11-24T12:01:00Z", None),  # passed: nothing kept
+    ({"blueGreen": {}}, "2026-11-24T12:00:10Z", "2026-11-24T12:00:30Z"),  # the API default: 30 s
+    ({"blueGreen": {"scaleDownDelaySeconds": 0}}, "2026-11-24T12:00:00Z", None),
+    ({"shadow": {"duration": "1m"}}, "2026-11-24T12:00:10Z", "2026-11-24T12:00:30Z"),
+    ({"canary": {"steps": [{"setWeight": 50}]}, "trafficRouting": {"type": "gatewayAPI"}},
+     "2026-11-24T12:00:10Z", "2026-11-24T12:00:30Z"),
+    ({"canary": {"steps": [{"setWeight": 50}]}}, "2026-11-24T12:00:00Z", None),  # replicas: v1 has no pods left
+])
+def test_the_scale_down_deadline_is_finished_at_plus_the_strategy_delay(
+        strategy: dict[str, Any], now: str, until: str | None) -> None:
+    from alm.core.rolloutstart import retained
+    body = {"metadata": {"name": "r"}, "spec": {"agentRef": {"name": "bot"}, "targetVersion": "v2",
+                                                 "fromVersion": "v1", "strategy": strategy},
+            "status": {"phase": "Succeeded", "finishedAt": "2026-11-24T12:00:00Z"}}
+    keep = retained([body], "v2", now)
+    assert (keep.until if keep else None) == until
+    if keep is not None:
+        assert keep.version == "v1" and keep.target == "v2"
+    assert retained([body], "v1", now) is None  # not the promoted version
+    aborted = {**body, "status": {**body["status"], "phase": "Aborted"}}
+    assert retained([aborted], "v2", now) is None

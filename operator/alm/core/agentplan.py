@@ -23,7 +23,7 @@ from alm.core.drift import covers
 from alm.core.events import EventIntent
 from alm.core.problems import Problem
 from alm.core.reasons import Cond, Reason
-from alm.core.rolloutstart import Decision, DecisionAction, DecisionReason, needs_rollout
+from alm.core.rolloutstart import Decision, DecisionAction, DecisionReason, Retained, needs_rollout, retained
 from alm.core.workload import Workload, observe_workload
 
 __all__ = ["ROLLOUT_FAILED", "AgentObservations", "AgentPlan", "RolloutTraffic", "child_key", "plan_agent"]
@@ -100,6 +100,13 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
     apply: list[Obj] = []
     delete: list[Mapping[str, Any]] = []
     events: list[EventIntent] = []
+    keep = _retained(obs, resolved, now) if mode == "switch" else None
+    if keep is not None and resolved.inputs is not None:
+        # The old version lingers: the Service selects the promoted version's pods only.
+        pods = {naming.AGENT_LABEL: naming.label_value(resolved.inputs.name),
+                naming.VERSION_LABEL: naming.label_value(resolved.inputs.version)}
+        resolved = dataclasses.replace(resolved, inputs=dataclasses.replace(
+            resolved.inputs, service_selector=tuple(sorted(pods.items()))))
     if resolved.inputs is not None:
         live = {child_key(child): child for child in obs.children}
         desired = provisioning.desired_children(resolved.inputs)
@@ -117,6 +124,8 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
         stale = {key: child for key, child in live.items() if key not in wanted and _deletable(child)}
         if rollout is not None and rollout.stable is not None:
             stale = {key: child for key, child in stale.items() if _component(child) not in _KEPT_COMPONENTS}
+        if keep is not None:
+            stale = _keep_previous(stale, keep, resolved.inputs.name)
         deleted: list[str] = []
         for key, child in sorted(_handover(stale, resolved.inputs, obs.children).items()):
             delete.append(child)
@@ -316,6 +325,28 @@ def _handover(
         key: child for key, child in stale.items()
         if key[0] != "Deployment" and not (key[0] == "Secret" and key[1] in kept_secrets)
     }
+
+
+def _retained(obs: AgentObservations, resolved: _Resolved, now: str) -> Retained | None:
+    """The previous version a promotion keeps until its scale-down delay has passed (``ScaleDownAfter``)."""
+    if resolved.spec is None:
+        return None
+    return retained(obs.rollouts, resolved.spec.version, now)
+
+
+def _keep_previous(stale: dict[Key, Mapping[str, Any]], keep: Retained, agent: str) -> dict[Key, Mapping[str, Any]]:
+    """``stale`` without what the promotion keeps until ``keep.until``: the previous version's
+    Deployment as the rollout left it (every stale Deployment when the rollout names no fromVersion),
+    the credentials Secret it mounts, and the router's Services still in use."""
+    kept = {key for key in stale if key[0] == "Deployment" and (
+        keep.version is None or key[1] == naming.deployment_name(agent, keep.version))}
+    secrets = {
+        volume.get("secret", {}).get("secretName")
+        for key in kept
+        for volume in stale[key].get("spec", {}).get("template", {}).get("spec", {}).get("volumes") or []
+    }
+    return {key: child for key, child in stale.items() if key not in kept
+            and not (key[0] == "Secret" and key[1] in secrets) and _component(child) not in _KEPT_COMPONENTS}
 
 
 def _deletable(child: Mapping[str, Any]) -> bool:

@@ -117,7 +117,7 @@ def _switch(p: Pass, strategy: BlueGreenStrategy) -> bool:
     if strategy.preview_service:
         p.preview(p.target)
     if p.route(weights.FULL, canary=p.total, stable=p.total):
-        p.succeed(strategy.scale_down_delay_seconds)
+        p.succeed()
         return True
     p.reason = R.SWITCHING
     seen = "unknown" if p.obs.router_weight is None else f"{p.obs.router_weight}%"

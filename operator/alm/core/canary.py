@@ -29,7 +29,7 @@ from alm.api import AgentRolloutSpec, AnalysisVerdict, CanaryStep, CanaryStrateg
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
 from alm.core.audit import AuditAction
-from alm.core.rolloutpass import GATEWAY_SCALE_DOWN_DELAY, Pass
+from alm.core.rolloutpass import Pass
 from alm.core.rolloutpass import RolloutReason as R
 
 __all__ = ["KEY", "advance", "criteria", "promote", "step_label"]
@@ -174,7 +174,7 @@ def _finish(p: Pass, strategy: CanaryStrategy) -> None:
             return
     if p.hold:
         return
-    p.succeed(GATEWAY_SCALE_DOWN_DELAY if p.routing == "gatewayAPI" else 0)
+    p.succeed()
 
 
 def promote(p: Pass, full: bool) -> str | None:

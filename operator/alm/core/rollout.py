@@ -156,7 +156,7 @@ def _begin(p: Pass) -> bool:
     p.tell(R.STARTED, f"Rolling out {p.target} (from {p.stable}, {kind})")
     p.record(AuditAction.ROLLOUT_STARTED, fromVersion=p.stable, strategy=kind)
     if p.target == p.stable:
-        p.succeed(0)
+        p.succeed()
     return True
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "abort_message",
     "later",
     "parse_time",
+    "scale_down_delay",
     "since",
 ]
 
@@ -220,6 +221,18 @@ class RolloutObservations:
     controls: Controls = dataclasses.field(default_factory=Controls)
     agent_kpis: KPIThresholds | None = None  # the Agent's spec.kpis, for analysis without thresholds
     blocked_by: str | None = None  # another unfinished rollout of the Agent, created earlier
+
+
+def scale_down_delay(spec: AgentRolloutSpec) -> int:
+    """Seconds the previous version keeps its pods after a promotion (a quick way back): the
+    blue-green ``scaleDownDelaySeconds``; GATEWAY_SCALE_DOWN_DELAY for a shadow or the gatewayAPI
+    router; none for a canary with the replicas router (at 100 % its stable version has no pods left)."""
+    strategy = spec.strategy
+    if strategy.blue_green is not None:
+        return strategy.blue_green.scale_down_delay_seconds
+    if strategy.shadow is not None or strategy.traffic_routing.type == "gatewayAPI":
+        return GATEWAY_SCALE_DOWN_DELAY
+    return 0
 
 
 # --- Time -----------------------------------------------------------------------------------------
@@ -494,10 +507,10 @@ class Pass:
         self.message += f"; waiting for the router to read back 0% (it reads {seen})"
         self.wait(CONFIRM)
 
-    def succeed(self, scale_down_seconds: int) -> None:
+    def succeed(self) -> None:
         self.act(Promote(self.target, self.stable or None, self.obs.name))
         if self.stable and self.stable != self.target:
-            self.act(ScaleDownAfter(self.stable, scale_down_seconds))
+            self.act(ScaleDownAfter(self.stable, scale_down_delay(self.spec)))
         self.preview(None)
         self.close_runs()
         self.phase, self.finished, self.weight, self.hold, self.gate = str(Phase.SUCCEEDED), self.now, 100, None, None

@@ -30,9 +30,11 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alm.api import API_VERSION, AgentRolloutPhase, AgentSpec
+import pydantic
+
+from alm.api import API_VERSION, AgentRolloutPhase, AgentRolloutSpec, AgentSpec
 from alm.core import hashing, naming
-from alm.core.rolloutpass import RolloutReason
+from alm.core.rolloutpass import RolloutReason, later, scale_down_delay, since
 
 __all__ = [
     "AGENT_GENERATION_ANNOTATION",
@@ -40,8 +42,10 @@ __all__ = [
     "Decision",
     "DecisionAction",
     "DecisionReason",
+    "Retained",
     "is_finished",
     "needs_rollout",
+    "retained",
     "rollout_name",
     "spec_hash",
 ]
@@ -92,6 +96,37 @@ def _status(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _target(obj: Mapping[str, Any]) -> str:
     return str((obj.get("spec") or {}).get("targetVersion") or "")
+
+
+@dataclasses.dataclass(frozen=True)
+class Retained:
+    """The previous version a promotion keeps alive until ``until`` (``ScaleDownAfter``)."""
+
+    version: str | None  # the rollout's fromVersion; None: not recorded (every previous version)
+    target: str  # the version promoted
+    until: str  # RFC 3339: finishedAt + the strategy's scale-down delay
+    rollout: str
+
+
+def retained(rollouts: Sequence[Mapping[str, Any]], stable: str | None, now: str) -> Retained | None:
+    """The newest Succeeded rollout to ``stable`` whose scale-down delay has not passed at ``now``.
+
+    Derived from the AgentRollout alone (``finishedAt`` + the delay of its strategy), so a restarted
+    operator keeps and removes the old version at the same moment."""
+    found: list[Retained] = []
+    for body in rollouts:
+        status = _status(body)
+        finished = status.get("finishedAt")
+        if status.get("phase") != AgentRolloutPhase.SUCCEEDED or not finished or _target(body) != stable:
+            continue
+        try:
+            spec = AgentRolloutSpec.model_validate(body.get("spec") or {})
+            until = later(str(finished), scale_down_delay(spec))
+        except (pydantic.ValidationError, ValueError):
+            continue
+        if spec.from_version != spec.target_version and since(now, until) > 0:
+            found.append(Retained(spec.from_version, spec.target_version, until, str(_meta(body).get("name") or "")))
+    return max(found, key=lambda r: r.until) if found else None
 
 
 def is_finished(rollout: Mapping[str, Any]) -> bool:

@@ -28,7 +28,7 @@ from alm.api import AgentRolloutSpec, AnalysisVerdict, KPIThresholds, ShadowStra
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
 from alm.core.audit import AuditAction
-from alm.core.rolloutpass import GATEWAY_SCALE_DOWN_DELAY, Pass, later
+from alm.core.rolloutpass import Pass, later
 from alm.core.rolloutpass import RolloutReason as R
 
 __all__ = ["KEY", "STAGES", "advance", "criteria", "promote", "shadow_replicas"]
@@ -109,7 +109,7 @@ def _switch(p: Pass, strategy: ShadowStrategy) -> bool:
     p.scale(p.target, p.total)
     live = p.obs.router_mirror == 0 and p.target not in p.obs.shadows and p.ready(p.target) >= p.total
     if live and p.route(weights.FULL, canary=p.total, stable=p.total):
-        p.succeed(GATEWAY_SCALE_DOWN_DELAY)
+        p.succeed()
         return True
     p.reason = R.SWITCHING
     p.waiting_for_pods(f"Switching to {p.target}: mirror off, {p.ready(p.target)} of {p.total} live pods ready")

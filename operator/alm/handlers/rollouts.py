@@ -27,9 +27,10 @@ a router read-back), one timer task per rollout runs the next pass. Triggers: ev
 AgentRollout, every Agent pass (an Agent event, a child's event such as pods becoming ready, the
 resync loop) and the timer.
 
-Not done yet: ``ScaleDownAfter`` keeps no old version alive after a promotion: the Agent
-planner removes the old version's Deployment as soon as the new one is available, the hand-over
-it always did (the gatewayAPI 30 s / blue-green ``scaleDownDelaySeconds`` grace is not kept).
+``ScaleDownAfter`` needs no action here: the Agent planner keeps the previous version's Deployment
+(as the rollout left it, out of the Service) while ``rolloutstart.retained`` says so — the rollout's
+``finishedAt`` plus its strategy's delay, so a restart changes nothing — and a timer on the finished
+rollout reconciles the Agent once the delay has passed, which removes it.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ from alm.core.rolloutpass import (
     SetMirror,
     SetPreview,
     SetWeight,
+    since,
 )
-from alm.core.rolloutstart import Decision, DecisionAction, is_finished
+from alm.core.rolloutstart import Decision, DecisionAction, is_finished, retained
 from alm.handlers import auditing, monitoring, posting, wiring
 from alm.handlers.context import Context, utcnow
 from alm.handlers.registry import REGISTRY
@@ -75,6 +77,7 @@ log = logging.getLogger(__name__)
 GROUP, VERSION = "alm.dev", "v1alpha1"
 MIN_REQUEUE = 0.2  # seconds: a plan asking to look again "now" is not a busy loop
 PREVIEW = "preview"
+SCALE_DOWN_SLACK = 0.5  # seconds after the scale-down deadline: the Agent's pass then sees it passed
 
 Obj = dict[str, Any]
 
@@ -219,11 +222,21 @@ async def _rollout_pass(ctx: Context, namespace: str, name: str) -> shell.Outcom
         ctx.traffic.pop((namespace, agent_name), None)
     if (touched or finished) and agent_name:
         await wiring.reconcile_agent(ctx, namespace, agent_name, ctx.indexes)
+    scale_down = _scale_down_in({**body, "status": result.status}, now) if finished else None
     if result.requeue_after is not None and not finished:
         _schedule(ctx, (namespace, name), result.requeue_after)
+    elif scale_down is not None:
+        _schedule(ctx, (namespace, name), scale_down)  # the next pass reconciles the Agent: the old version goes
     else:
         _cancel_timer(ctx, (namespace, name))
     return outcome
+
+
+def _scale_down_in(body: Mapping[str, Any], now: str) -> float | None:
+    """Seconds until the previous version of a promotion may go (``ScaleDownAfter``); None: nothing kept."""
+    target = str((body.get("spec") or {}).get("targetVersion") or "")
+    keep = retained([body], target, now)
+    return None if keep is None else since(now, keep.until) + SCALE_DOWN_SLACK
 
 
 def _see(ctx: Context, namespace: str, body: Obj) -> _Seen:

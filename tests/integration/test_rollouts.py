@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from alm.core import rollout
+from alm.handlers.context import utcnow
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 
@@ -52,9 +54,12 @@ class Traffic:
         self.thread.join(15)
 
     def _ports(self) -> list[int]:
-        pods = self.cluster.kube.list("Pod", self.cluster.namespace, {"alm.dev/agent": "bot"})
+        pods = self.cluster.kube.list("Pod", self.cluster.namespace, self._selector())
         return [p["spec"]["containers"][0]["ports"][0]["containerPort"] for p in pods
                 if (p.get("status") or {}).get("phase") == "Running"]
+
+    def _selector(self) -> dict[str, str]:
+        return {"alm.dev/agent": "bot"}
 
     def _run(self) -> None:
         i, ports = 0, []
@@ -75,6 +80,18 @@ class Traffic:
                 self.answers += 1
             i += 1
             self.stop.wait(0.02)
+
+
+class ServiceTraffic(Traffic):
+    """Requests to the pods Service ``service`` selects (none while it does not exist), as its proxy would."""
+
+    def __init__(self, cluster: EmulatedCluster, service: str) -> None:
+        super().__init__(cluster)
+        self.service = service
+
+    def _selector(self) -> dict[str, str]:
+        found = scenarios.get(self.cluster, "Service", self.service)
+        return dict(((found or {}).get("spec") or {}).get("selector") or {"alm.dev/none": "none"})
 
 
 def _version(ns: str, name: str, success_rate: str = "1.0") -> dict[str, Any]:
@@ -204,3 +221,41 @@ async def test_an_operator_restart_resumes_at_the_same_step(cluster: EmulatedClu
         cluster.kube.merge_patch("AgentRollout", cluster.namespace, paused["metadata"]["name"],
                                  {"metadata": {"annotations": {"alm.dev/resume": ""}}})
         await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")
+
+
+async def test_blue_green_previews_analyses_promotes_and_scales_the_old_version_down_later(
+        cluster: EmulatedCluster) -> None:
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v1"))
+    blue_green = {"autoPromotionSeconds": 3, "scaleDownDelaySeconds": 4, "prePromotionAnalysis": {"interval": "1s"}}
+    scenarios.create(cluster, scenarios.agent(ns, replicas=2, kpis=KPIS, rollout={"blueGreen": blue_green}))
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    scenarios.create(cluster, _version(ns, "bot-v2"))
+    with ServiceTraffic(cluster, "bot") as live, ServiceTraffic(cluster, "bot-preview") as smoke:
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        waiting = await _wait_rollout(cluster, "awaiting promotion", lambda s: s.get("phase") == "Paused")
+        # The preview: the new version at full size behind bot-preview, no live traffic.
+        assert waiting["status"]["weight"] == 0 and waiting["status"]["currentStep"] == 2
+        preview = scenarios.get(cluster, "Service", "bot-preview") or {}
+        assert preview["spec"]["selector"] == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+        assert _selector(cluster) == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
+        assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")
+                } == {"bot-bot-v1": 2, "bot-bot-v2": 2}
+        paused = scenarios.condition(waiting, "Paused") or {}
+        assert paused.get("reason") == "AwaitingPromotion" and "promoting automatically" in paused["message"]
+        (run,) = waiting["status"]["analysisRuns"]  # measured on what reached the preview
+        assert run["verdict"] == "Successful" and any(m["kpi"] == "successRate" for m in run["measurements"])
+        done = await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")
+        switched = _selector(cluster)
+        kept = sorted(d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment"))
+    assert live.answers > 0 and smoke.answers > 0
+    assert switched == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+    assert kept == ["bot-bot-v1", "bot-bot-v2"]  # the old version stays for scaleDownDelaySeconds
+    assert scenarios.get(cluster, "Service", "bot-preview") is None
+    finished = done["status"]["finishedAt"]
+    await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
+                           == ["bot-bot-v2"] or None, timeout=20, what="the old version to go after the delay")
+    gone = rollout.parse_time(utcnow())
+    assert (gone - rollout.parse_time(finished)).total_seconds() >= 4 - 1  # finishedAt has whole seconds
+    agent = await scenarios.wait_phase(cluster, "bot", "Available")
+    assert agent["status"]["stableVersion"] == "bot-v2"

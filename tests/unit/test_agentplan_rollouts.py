@@ -200,3 +200,11 @@ def test_only_a_succeeded_rollout_to_the_current_version_keeps_anything() -> Non
     for rollout in (failed, other):
         p = _plan(agent, children, rollouts=[rollout])
         assert [o["metadata"]["name"] for o in p.delete if o["kind"] == "Deployment"] == ["bot-bot-v1"]
+
+
+def test_a_promotion_in_flight_keeps_the_previous_version_before_the_rollout_status_says_succeeded() -> None:
+    agent, children = _after_promotion()  # the Agent already names bot-v2 stable: Promote came first
+    in_flight = {**_promoted(BLUE_GREEN, NOW), "status": {"phase": "Progressing", "currentStep": 3}}
+    assert _plan(agent, children, rollouts=[in_flight]).delete == ()
+    canary = {**_promoted(ROLLOUT, NOW), "status": {"phase": "Progressing", "currentStep": 1}}
+    assert [o["metadata"]["name"] for o in _plan(agent, children, rollouts=[canary]).delete] == ["bot-bot-v1"]

@@ -53,6 +53,7 @@ __all__ = [
 Obj = dict[str, Any]
 SPEC_HASH_ANNOTATION = "alm.dev/rollout-spec-hash"
 AGENT_GENERATION_ANNOTATION = "alm.dev/agent-generation"
+_ACTIVE = (AgentRolloutPhase.PROGRESSING, AgentRolloutPhase.PAUSED, AgentRolloutPhase.AWAITING_APPROVAL)
 _NAME_MAX = 63  # rollout names show up in label values and history entries: keep them label-sized
 
 
@@ -112,16 +113,18 @@ def retained(rollouts: Sequence[Mapping[str, Any]], stable: str | None, now: str
     """The newest Succeeded rollout to ``stable`` whose scale-down delay has not passed at ``now``.
 
     Derived from the AgentRollout alone (``finishedAt`` + the delay of its strategy), so a restarted
-    operator keeps and removes the old version at the same moment."""
+    operator keeps and removes the old version at the same moment. A promotion in flight (the Agent
+    already names ``stable``, the rollout's status is not written yet) keeps it too, as if finished now."""
     found: list[Retained] = []
     for body in rollouts:
         status = _status(body)
-        finished = status.get("finishedAt")
-        if status.get("phase") != AgentRolloutPhase.SUCCEEDED or not finished or _target(body) != stable:
+        phase, finished = status.get("phase"), status.get("finishedAt")
+        in_flight = phase in _ACTIVE and not finished
+        if not (in_flight or (phase == AgentRolloutPhase.SUCCEEDED and finished)) or _target(body) != stable:
             continue
         try:
             spec = AgentRolloutSpec.model_validate(body.get("spec") or {})
-            until = later(str(finished), scale_down_delay(spec))
+            until = later(now if in_flight else str(finished), scale_down_delay(spec))
         except (pydantic.ValidationError, ValueError):
             continue
         if spec.from_version != spec.target_version and since(now, until) > 0:

@@ -10,6 +10,7 @@ import pytest
 
 from alm.api import build_crds
 from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.jobs import JobController
 from alm.sandbox.processes import ProcessDeploymentController
 from alm.sandbox.workloads import DeploymentController
 from tests import scenarios
@@ -24,15 +25,29 @@ def _with_crds(srv: ApiServerThread) -> ApiServerThread:
 
 
 @pytest.fixture
-def server() -> Iterator[ApiServerThread]:
-    """The emulated API server with the alm CRDs and a Deployment controller (pods are not real)."""
+def server_with_jobs() -> Iterator[tuple[ApiServerThread, JobController]]:
+    """The emulated API server with the alm CRDs, a Deployment controller (pods are not real) and a
+    Job controller (Jobs complete at once unless told to fail; see alm.sandbox.jobs)."""
     with ApiServerThread() as srv:
         controller = DeploymentController(_with_crds(srv).emulator.store)
+        jobs = JobController(srv.emulator.store)
         srv.call(controller.start)
+        srv.call(jobs.start)
         try:
-            yield srv
+            yield srv, jobs
         finally:
+            srv.call(jobs.stop)
             srv.call(controller.stop)
+
+
+@pytest.fixture
+def server(server_with_jobs: tuple[ApiServerThread, JobController]) -> ApiServerThread:
+    return server_with_jobs[0]
+
+
+@pytest.fixture
+def jobs(server_with_jobs: tuple[ApiServerThread, JobController]) -> JobController:
+    return server_with_jobs[1]
 
 
 @pytest.fixture

@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
-from alm.core import audit, retirement, revocation
+from alm.core import archive, audit, retirement, revocation
 from alm.core.audit import AuditAction, AuditIntent
 from alm.handlers import auditing
 from alm.handlers.context import Context
 from alm.kube import webhook
 from alm.kube.api import Kube
+from alm.metrics import operator as metrics
 from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.jobs import JobController
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 from tests.integration.webhook_server import WebhookServer
@@ -238,18 +240,89 @@ async def test_operator_killed_between_revoking_and_archiving_resumes(
     assert hashlib.sha256(data).hexdigest() == status["archive"]["sha256"]
 
 
-# --- the archive target the operator cannot write yet -------------------------------------------------
+# --- the archive on a PersistentVolumeClaim, copied by a Job ---------------------------------------------
 
 
-async def test_pvc_archive_is_refused_after_every_credential_is_revoked(cluster: EmulatedCluster) -> None:
-    await live_agent(cluster)
+def revocations(kind: str) -> float:
+    return metrics.REGISTRY.get_sample_value("alm_operator_revocation_seconds_count", {"kind": kind}) or 0.0
+
+
+async def test_pvc_archive_is_copied_by_a_job_and_revocations_are_timed(
+    cluster: EmulatedCluster, jobs: JobController
+) -> None:
+    ns = cluster.namespace
+    issued = await live_agent(cluster)
+    before = {kind: revocations(kind) for kind in scenarios.CREDENTIAL_KINDS}
+    scenarios.create(cluster, scenarios.agent_retirement(ns, archive={"to": "pvc", "claimName": "agent-archive"}))
+    done = await scenarios.wait_retirement(cluster, RETIREMENT, "Retired")
+    status = done["status"]
+    sha = status["archive"]["sha256"]
+    assert status["archive"]["location"] == f"pvc/agent-archive/bot/{sha}"
+    assert scenarios.credentials(cluster) == {}
+    assert revoked_map(status) == {key: "Revoked" for key in issued}
+    assert (scenarios.condition(done, "Invalid") or {}).get("status") == "False"
+
+    # The Job: named after the archive, owned by nothing, restricted, mounting the claim and every part.
+    job = scenarios.get(cluster, "Job", f"bot-archive-{sha[:10]}")
+    assert job is not None and not job["metadata"].get("ownerReferences")
+    assert (scenarios.condition(job, "Complete") or {}).get("status") == "True"
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "busybox:1.36" and "sha256sum -c" in container["command"][-1]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    mounted = {v["name"]: v for v in pod["volumes"]}
+    assert mounted["archive"]["persistentVolumeClaim"]["claimName"] == "agent-archive"
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["archive"] == "/archive"
+    staged = cluster.kube.list("ConfigMap", ns, {"alm.dev/agent": "bot", "alm.dev/component": "archive"})
+    assert {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v} == {
+        c["metadata"]["name"] for c in staged}
+    data = archive.reassemble(staged)
+    assert hashlib.sha256(data).hexdigest() == sha
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["ALM_AGENT"], env["ALM_SHA256"]) == ("bot", sha)
+
+    # What the (simulated) Job wrote on the claim.
+    written = jobs.claims[(ns, "agent-archive")]
+    assert written[f"bot/{sha}/archive.json"] == data
+    assert written[f"bot/{sha}/archive.json.sha256"] == f"{sha}  archive.json\n".encode()
+    assert json.loads(data)["retirement"]["name"] == RETIREMENT
+
+    # Every credential alm deleted was timed once, from the Revoking transition.
+    assert {kind: revocations(kind) - before[kind] for kind in scenarios.CREDENTIAL_KINDS} == {
+        kind: 1.0 for kind in scenarios.CREDENTIAL_KINDS}
+    await scenarios.assert_never_provisioned(cluster)
+
+
+async def test_a_failing_pvc_job_is_retried_then_fails_with_credentials_revoked(
+    cluster: EmulatedCluster, jobs: JobController
+) -> None:
+    issued = await live_agent(cluster)
+    jobs.fail_next(retirement.ARCHIVE_ATTEMPTS, "the claim is full")
     scenarios.create(cluster, scenarios.agent_retirement(
         cluster.namespace, archive={"to": "pvc", "claimName": "agent-archive"}))
-    failed = await scenarios.wait_retirement(cluster, RETIREMENT, "Failed")
-    assert scenarios.credentials(cluster) == {}
-    invalid = scenarios.condition(failed, "Invalid")
-    assert invalid is not None and invalid["status"] == "True" and "pvc archive not supported yet" in invalid["message"]
-    assert "pvc archive not supported yet" in failed["status"]["message"]
+    failed = await scenarios.wait_retirement(cluster, RETIREMENT, "Failed", timeout=60)
+    status = failed["status"]
+    assert scenarios.credentials(cluster) == {}, "an archive failure never keeps a credential alive"
+    assert revoked_map(status) == {key: "Revoked" for key in issued}
+    tried = status["attempts"]["archive"]
+    assert tried["count"] == retirement.ARCHIVE_ATTEMPTS and tried["retryable"] is True
+    assert tried["lastResult"].startswith("Job failed: BackoffLimitExceeded (the claim is full)")
+    assert len(jobs.runs) == retirement.ARCHIVE_ATTEMPTS
+    assert scenarios.get(cluster, "Job", jobs.runs[-1]["metadata"]["name"]) is None, "a failed Job is deleted"
+    assert "archive" not in status and "alm.dev/retry" in status["message"]
+    assert [t["phase"] for t in status["transitions"]][-2:] == ["Archiving", "Failed"]
+
+    cluster.kube.merge_patch("AgentRetirement", cluster.namespace, RETIREMENT,
+                             {"metadata": {"annotations": {"alm.dev/retry": "claim resized"}}})
+    done = await scenarios.wait_retirement(cluster, RETIREMENT, "Retired")
+    sha = done["status"]["archive"]["sha256"]
+    assert done["status"]["archive"]["location"] == f"pvc/agent-archive/bot/{sha}"
+    assert hashlib.sha256(jobs.claims[(cluster.namespace, "agent-archive")][f"bot/{sha}/archive.json"]
+                          ).hexdigest() == sha
 
 
 # --- secrets never leak -----------------------------------------------------------------------------------

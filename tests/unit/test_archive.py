@@ -6,6 +6,9 @@ import base64
 import copy
 import hashlib
 import json
+import os
+import pathlib
+import subprocess
 from typing import Any
 
 import pytest
@@ -113,3 +116,76 @@ def test_split_parts_cover_the_data_exactly(size: int, limit: int) -> None:
     objects = archive.to_objects(b, agent="bot", namespace="team", limit=limit)
     assert archive.reassemble(objects) == b.data
     assert max(1, len(objects) - 1) == max(1, -(-size // limit))
+
+
+# --- The PVC target: the copy Job ------------------------------------------------------------------
+
+
+def _job_for(limit: int) -> tuple[archive.Bundle, tuple[dict[str, Any], ...], dict[str, Any]]:
+    b = archive.Bundle(b'{"doc":"' + "é".encode() * 400 + b'"}', "")
+    b = archive.Bundle(b.data, hashlib.sha256(b.data).hexdigest())
+    objects = archive.to_objects(b, agent="bot", namespace="team", target="pvc", limit=limit)
+    job = archive.pvc_job(objects, agent="bot", namespace="team", claim="vault", image="busybox:1.36",
+                          retirement_uid="uid-r", attempt=2)
+    return b, objects, job
+
+
+def _run_locally(job: dict[str, Any], objects: tuple[dict[str, Any], ...], root: pathlib.Path,
+                 tamper: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the Job's container script with sh, its volumes as directories under ``root``."""
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    by_name = {o["metadata"]["name"]: o for o in objects}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    for volume in pod["volumes"]:
+        where = root / mounts[volume["name"]].lstrip("/")
+        where.mkdir(parents=True)
+        if "configMap" in volume:
+            for key, value in by_name[volume["configMap"]["name"]]["data"].items():
+                (where / key).write_text(value + ("x" if tamper and key == "part" else ""), encoding="utf-8")
+    script = container["command"][-1].replace('"/archive/', f'"{root}/archive/').replace("/staging", f"{root}/staging")
+    env = {e["name"]: e["value"].replace("/staging", f"{root}/staging") for e in container["env"]}
+    return subprocess.run(["sh", "-c", script], env={"PATH": os.environ["PATH"], **env},
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("limit", [archive.PART_LIMIT, 300])
+def test_the_pvc_job_copies_every_part_and_checks_the_sha256(limit: int, tmp_path: pathlib.Path) -> None:
+    b, objects, job = _job_for(limit)
+    assert (len(objects) > 2) is (limit == 300), "several parts when small"
+    pod = job["spec"]["template"]["spec"]
+    assert job["metadata"]["name"] == objects[-1]["metadata"]["name"] == f"bot-archive-{b.sha256[:10]}"
+    assert {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v} == {
+        o["metadata"]["name"] for o in objects}
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v] == [
+        "vault"]
+    assert job["metadata"]["annotations"][archive.ANNOTATION_ATTEMPT] == "2"
+    assert "ownerReferences" not in job["metadata"] and job["spec"]["backoffLimit"] == 0
+    assert pod["securityContext"]["runAsNonRoot"] and pod["containers"][0]["securityContext"][
+        "readOnlyRootFilesystem"]
+    done = _run_locally(job, objects, tmp_path)
+    assert done.returncode == 0, done.stderr
+    target = tmp_path / "archive" / "bot" / b.sha256
+    assert (target / "archive.json").read_bytes() == b.data
+    assert sorted(p.name for p in target.iterdir()) == ["archive.json", "archive.json.sha256", "manifest.json"]
+    check = subprocess.run(["sha256sum", "-c", "archive.json.sha256"], cwd=target, capture_output=True, check=False)
+    assert check.returncode == 0
+
+
+def test_the_pvc_job_fails_on_a_damaged_part_and_writes_nothing(tmp_path: pathlib.Path) -> None:
+    b, objects, job = _job_for(300)
+    failed = _run_locally(job, objects, tmp_path, tamper=True)
+    assert failed.returncode != 0 and "FAILED" in failed.stdout + failed.stderr
+    assert not (tmp_path / "archive" / "bot" / b.sha256).exists()
+
+
+@pytest.mark.parametrize(("conditions", "state"), [
+    (None, archive.JobState()),
+    ([{"type": "Complete", "status": "False"}], archive.JobState()),
+    ([{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}],
+     archive.JobState(done=True, detail="Job complete")),
+    ([{"type": "Failed", "status": "True", "reason": "DeadlineExceeded", "message": "too slow"}],
+     archive.JobState(failed=True, detail="Job failed: DeadlineExceeded (too slow)")),
+])
+def test_job_state_reads_the_conditions(conditions: list[dict[str, Any]] | None, state: archive.JobState) -> None:
+    assert archive.job_state({"status": {"conditions": conditions}} if conditions is not None else None) == state

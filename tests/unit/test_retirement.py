@@ -636,11 +636,14 @@ def test_an_archive_failing_once_then_written() -> None:
 def test_archive_plan_names_where_it_went() -> None:
     status = status_in("Archiving", revoked=recorded())
     for target, prefix in [("configMap", "configmap/bot-archive-"), ("secret", "secret/bot-archive-"),
-                           ("pvc", "pvc/vault/bot-archive-")]:
+                           ("pvc", "pvc/vault/bot/")]:
         body = spec() | {"archive": {"to": target, **({"claimName": "vault"} if target == "pvc" else {})}}
         [write] = retirement.plan(body, status, obs(credentials=()), T0).actions
         assert isinstance(write, WriteArchive) and write.location.startswith(prefix)
         assert write.target == target and write.bundle.sha256 in json.dumps(write.objects[-1]["metadata"])
+        if target == "pvc":
+            assert write.location == f"pvc/vault/bot/{write.bundle.sha256}" and write.claim_name == "vault"
+            assert all(o["kind"] == "ConfigMap" for o in write.objects), "staging ConfigMaps"
 
 
 def test_no_credential_value_leaks_through_a_retirement() -> None:

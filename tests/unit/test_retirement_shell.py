@@ -9,6 +9,7 @@ import pytest
 from alm.core import retirement
 from alm.core.retirement import Credential, RetirementObservations, RevokeSecret
 from alm.handlers import retirement as controller
+from alm.metrics import operator as metrics
 
 T0 = "2026-11-24T12:00:00.000Z"
 SPEC = {"agentRef": {"name": "bot"}, "reason": "replaced", "drain": {"gracePeriodSeconds": 0}}
@@ -35,17 +36,19 @@ def test_a_delete_that_finds_nothing_is_recorded_as_already_gone_everywhere() ->
     assert p.status["revoked"][0]["result"] == "Revoked", "the plan itself is not changed"
 
 
-def test_an_unsupported_archive_target_is_an_invalid_condition_that_keeps_its_time() -> None:
-    status = {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False", "reason": "ArchiveFailed",
-                                                 "message": "m", "lastTransitionTime": T0},
-                                                {"type": "Invalid", "status": "False", "reason": "Valid",
-                                                 "message": "ok", "lastTransitionTime": T0}]}
-    first = controller._pvc_unsupported(status, status, "2026-11-24T12:00:05.000Z")
-    invalid = next(c for c in first["conditions"] if c["type"] == "Invalid")
-    assert (invalid["status"], invalid["reason"]) == ("True", "ArchiveTargetUnsupported")
-    assert "pvc archive not supported yet" in invalid["message"]
-    again = controller._pvc_unsupported(status, first, "2026-11-24T12:09:00.000Z")
-    assert again == first, "a later pass writes the same status (no new timestamp)"
+def test_revocation_latency_is_timed_from_the_revoking_transition() -> None:
+    p = revoking_plan()
+    assert controller.revocation_started(p.status) == T0
+
+    def sample(suffix: str) -> float:
+        return metrics.REGISTRY.get_sample_value(f"alm_operator_revocation_seconds_{suffix}", {"kind": "Secret"}) or 0.0
+
+    count, total = sample("count"), sample("sum")
+    controller._observe_revocation(p, "Secret")
+    assert sample("count") == count + 1
+    elapsed = sample("sum") - total
+    assert elapsed > 0, "T0 is in the past"
+    assert controller.revocation_started({"transitions": [{"phase": "Draining", "at": T0}]}) is None
 
 
 @pytest.mark.parametrize(("created", "transitions", "successor"), [

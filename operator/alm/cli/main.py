@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -32,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="liveness endpoint URL to serve ('' to disable)")
     run.add_argument("--metrics-port", type=int, default=9090,
                      help="serve the operator's Prometheus metrics on this port (0 to disable)")
+    run.add_argument("--archive-image", default=None,
+                     help="image of the Job that writes archives to a PVC (default: $ALM_ARCHIVE_IMAGE, "
+                          "else busybox:1.36)")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
@@ -73,6 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from alm.kube.client import build_configuration
 
     _setup_logging(args.log_format, args.verbose)
+    if args.archive_image:
+        os.environ["ALM_ARCHIVE_IMAGE"] = args.archive_image  # read by alm.handlers.context.Context
     if args.metrics_port:
         from prometheus_client import start_http_server
 

@@ -31,13 +31,20 @@ from typing import Any
 from alm.core import audit, hashing, naming
 
 __all__ = [
+    "ANNOTATION_ATTEMPT",
     "ANNOTATION_PARTS",
+    "ANNOTATION_RETIREMENT",
     "ANNOTATION_SHA256",
     "ANNOTATION_SIZE",
     "COMPONENT",
+    "DEFAULT_JOB_IMAGE",
     "PART_LIMIT",
     "Bundle",
+    "JobState",
     "bundle",
+    "job_state",
+    "pvc_job",
+    "pvc_location",
     "reassemble",
     "to_objects",
 ]
@@ -49,6 +56,11 @@ COMPONENT = "archive"
 ANNOTATION_SHA256 = "alm.dev/archive-sha256"
 ANNOTATION_SIZE = "alm.dev/archive-size"
 ANNOTATION_PARTS = "alm.dev/archive-parts"
+ANNOTATION_RETIREMENT = "alm.dev/retirement-uid"  # on a copy Job: the AgentRetirement it works for
+ANNOTATION_ATTEMPT = "alm.dev/archive-attempt"  # ... and which of its archive attempts it is
+DEFAULT_JOB_IMAGE = "busybox:1.36"  # any image with sh, cat, cp, mkdir, mv and sha256sum
+JOB_TTL_SECONDS = 86400  # a finished copy Job is garbage-collected a day later
+JOB_USER = 65534  # nobody: the restricted Pod Security Standard wants a non-root user
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,3 +202,126 @@ def reassemble(objects: Sequence[Mapping[str, Any]]) -> bytes:
     if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise ValueError("the archive does not match the manifest's sha256")
     return data
+
+
+# --- The PVC target: a Job copies the staging ConfigMaps onto the claim -----------------------------
+
+
+def pvc_location(claim: str, agent: str, sha256: str) -> str:
+    """``status.archive.location`` of an archive on a claim: ``pvc/<claim>/<agent>/<sha256>``."""
+    return f"pvc/{claim}/{agent}/{sha256}"
+
+
+_COPY_SCRIPT = """set -eu
+dest="/archive/$ALM_AGENT/$ALM_SHA256"
+work="$dest.partial"
+rm -rf "$work"
+mkdir -p "$work"
+printf '%s\\n' "$ALM_PART_SUMS" > "$work/parts.sha256"
+sha256sum -c "$work/parts.sha256"
+rm "$work/parts.sha256"
+cat $ALM_PARTS > "$work/archive.json"
+cp /staging/manifest/manifest.json "$work/manifest.json"
+echo "$ALM_SHA256  $work/archive.json" > "$work/archive.json.sha256"
+sha256sum -c "$work/archive.json.sha256"
+echo "$ALM_SHA256  archive.json" > "$work/archive.json.sha256"
+rm -rf "$dest"
+mv "$work" "$dest"
+echo "archive written to $dest"
+"""
+
+
+def pvc_job(
+    objects: Sequence[Mapping[str, Any]], *, agent: str, namespace: str, claim: str, image: str = DEFAULT_JOB_IMAGE,
+    retirement_uid: str = "", attempt: int = 1,
+) -> Obj:
+    """The ``batch/v1`` Job that copies the archive in ``objects`` (staging ConfigMaps, manifest
+    last, as :func:`to_objects` makes them) into ``/archive/<agent>/<sha256>/`` on ``claim``.
+
+    Named like the archive (``<agent>-archive-<sha256[:10]>``), owned by nothing, no retries of
+    its own (``backoffLimit: 0``: the operator counts attempts), restricted Pod Security Standard.
+    It checks every part against the manifest, then the whole document, with ``sha256sum -c``
+    and moves the directory into place only when both match. Annotated with the retirement's
+    uid and the attempt, so that later passes follow this very Job even if the archive they
+    would write now differs (an audit entry or a status written since).
+    """
+    holder = objects[-1]
+    meta = holder["metadata"]
+    name = str(meta["name"])
+    manifest = json.loads(str(holder["data"]["manifest.json"]))
+    sha = str(manifest["sha256"])
+    mounts: list[Obj] = [{"name": "archive", "mountPath": "/archive"}]
+    volumes: list[Obj] = [{"name": "archive", "persistentVolumeClaim": {"claimName": claim}}]
+    sums: list[str] = []
+    paths: list[str] = []
+    by_name = {str(o["metadata"]["name"]): i for i, o in enumerate(objects)}  # the manifest's holder is last
+    for part in manifest["parts"]:
+        index = by_name[str(part["name"])]
+        mount = "/staging/manifest" if index == len(objects) - 1 else f"/staging/part-{index + 1}"
+        path = f"{mount}/{part['key']}"
+        paths.append(path)
+        sums.append(f"{part['sha256']}  {path}")
+    for index, obj in enumerate(objects):
+        volume = "manifest" if index == len(objects) - 1 else f"part-{index + 1}"
+        volumes.append({"name": volume, "configMap": {"name": str(obj["metadata"]["name"])}})
+        mounts.append({"name": volume, "mountPath": f"/staging/{volume}", "readOnly": True})
+    labels = naming.agent_labels(agent, COMPONENT)
+    container: Obj = {
+        "name": "copy",
+        "image": image,
+        "command": ["/bin/sh", "-c", _COPY_SCRIPT],
+        "env": [{"name": "ALM_AGENT", "value": agent}, {"name": "ALM_SHA256", "value": sha},
+                {"name": "ALM_PARTS", "value": " ".join(paths)},
+                {"name": "ALM_PART_SUMS", "value": "\n".join(sums)}],
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": {ANNOTATION_SHA256: sha, ANNOTATION_PARTS: str(len(manifest["parts"])),
+                                     ANNOTATION_RETIREMENT: retirement_uid, ANNOTATION_ATTEMPT: str(attempt)}},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": JOB_USER, "runAsGroup": JOB_USER,
+                                        "fsGroup": JOB_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    """Where a copy Job stands: ``done`` (Complete=True), ``failed`` (Failed=True) or neither yet."""
+
+    done: bool = False
+    failed: bool = False
+    detail: str = ""
+
+
+def job_state(job: Mapping[str, Any] | None) -> JobState:
+    """Read a Job's conditions (None: no Job, so neither done nor failed)."""
+    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return JobState(done=True, detail="Job complete")
+        if cond.get("type") == "Failed":
+            why = cond.get("reason") or "Failed"
+            message = str(cond.get("message") or "")[:200]
+            return JobState(failed=True, detail=f"Job failed: {why}" + (f" ({message})" if message else ""))
+    return JobState()

@@ -526,7 +526,7 @@ def _write_archive(p: _Pass, attempt: int, part_limit: int) -> WriteArchive:
     objects = archive.to_objects(b, agent=p.agent, namespace=p.obs.namespace, target=target, limit=part_limit)
     name = str(objects[-1]["metadata"]["name"])
     location = {"configMap": f"configmap/{name}", "secret": f"secret/{name}"}.get(
-        target, f"pvc/{p.spec.archive.claim_name}/{name}.json")
+        target, archive.pvc_location(str(p.spec.archive.claim_name), p.agent, b.sha256))
     return WriteArchive(attempt, target, p.spec.archive.claim_name, location, b, objects)
 
 

@@ -11,6 +11,7 @@ import os
 import secrets
 from typing import Any
 
+from alm.core.archive import DEFAULT_JOB_IMAGE
 from alm.handlers.coalesce import Coalescer
 from alm.handlers.freshness import Freshness
 from alm.kube.api import Kube
@@ -53,6 +54,10 @@ class Context:
     # the resync catches up).
     secret_ttl: float = 2.0
     secrets: dict[tuple[str, str], tuple[float, Any]] = dataclasses.field(default_factory=dict)
+    # The image of the Job that copies a retired Agent's archive onto a PersistentVolumeClaim
+    # (archive.to: pvc): anything with sh and sha256sum. ``alm run --archive-image`` sets it.
+    archive_image: str = dataclasses.field(
+        default_factory=lambda: os.environ.get("ALM_ARCHIVE_IMAGE") or DEFAULT_JOB_IMAGE)
 
     @classmethod
     def of(cls, memo: Any) -> Context:

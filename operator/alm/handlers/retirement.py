@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import hashlib
 import logging
 import time
 import weakref
@@ -48,7 +49,7 @@ from typing import Any
 import kopf
 
 from alm.api import AgentRetirementPhase
-from alm.core import conditions, naming, retirement
+from alm.core import archive, conditions, naming, retirement
 from alm.core.audit import AuditAction, AuditIntent
 from alm.core.reasons import Cond, Reason
 from alm.handlers import auditing, posting
@@ -80,16 +81,9 @@ AFTER_ERROR = 5.0  # seconds before a pass that failed on the API server is trie
 AFTER_REFUSAL = 60.0  # ... failed on a non-retriable answer (RBAC, a rejected object)
 SLACK = 0.05  # so a timer never fires just before the moment the planner waits for
 FINALIZER_WAIT = 2.0  # the Agent finalizer's re-check while a retirement of the Agent runs
-PVC_UNSUPPORTED = "pvc archive not supported yet"
 TERMINAL = (AgentRetirementPhase.RETIRED, AgentRetirementPhase.FAILED)
 
 Obj = dict[str, Any]
-
-
-class Reasons:
-    """Condition reasons this module adds to those of the planner."""
-
-    ARCHIVE_TARGET_UNSUPPORTED = "ArchiveTargetUnsupported"
 
 
 def now_ms() -> str:
@@ -281,8 +275,6 @@ class _Writer:
 
     async def commit(self, p: retirement.RetirementPlan) -> None:
         status = p.status
-        if _archive_target(self.body) == "pvc":
-            status = _pvc_unsupported(status, self.body.get("status") or {}, self.now)
         if p.audit[self.audited:]:
             await auditing.record(self.ctx, self.body["metadata"]["namespace"], self.agent_name,
                                   p.audit[self.audited:], self.now)
@@ -294,19 +286,6 @@ class _Writer:
             self.body = {**self.body, "status": outcome.patched.get("status") or {}}
         posting.post(self.body, p.events[self.posted:])
         self.posted = len(p.events)
-
-
-def _archive_target(body: Mapping[str, Any]) -> str:
-    return str(((body.get("spec") or {}).get("archive") or {}).get("to") or "configMap")
-
-
-def _pvc_unsupported(status: Obj, previous: Mapping[str, Any], now: str) -> Obj:
-    """Say plainly that this operator cannot write to a PVC yet (revocation still happens)."""
-    wanted = conditions.condition(Cond.INVALID, True, Reasons.ARCHIVE_TARGET_UNSUPPORTED,
-                                  f"spec.archive.to: {PVC_UNSUPPORTED}; use configMap or secret")
-    (invalid,) = conditions.merge_conditions(previous.get("conditions"), [wanted], now=now)
-    kept = [c for c in status.get("conditions") or [] if c.get("type") != Cond.INVALID]
-    return {**status, "conditions": [*kept, invalid]}
 
 
 # --- Observations -----------------------------------------------------------------------------------
@@ -426,16 +405,36 @@ async def _act(
     """Carry out one action; fold what only the doing can tell back into the plan."""
     if isinstance(action, retirement.CallWebhook):
         answer = await webhook.call(ctx.kube, seen.namespace, action)
+        if answer.ok:
+            _observe_revocation(p, retirement.WEBHOOK_KIND)
         return retirement.record_outcome(p, retirement.Outcome.of_webhook(action, answer), now_ms())
     if isinstance(action, retirement.WriteArchive):
-        written = await asyncio.to_thread(_write_archive, ctx.kube, action)
-        return retirement.record_outcome(p, written, now_ms())
+        written = await asyncio.to_thread(_write_archive, ctx.kube, action, seen, ctx.archive_image)
+        return p if written is None else retirement.record_outcome(p, written, now_ms())
     if isinstance(action, retirement.RevokeSecret | retirement.RevokeServiceAccount | retirement.RevokeRBAC):
         kind = _credential_kind(action)
         gone = not await asyncio.to_thread(_revoke, ctx.kube, seen, kind, action.name)
+        if not gone:
+            _observe_revocation(p, kind)
         return _already_gone(p, kind, action.name) if gone else p
     await asyncio.to_thread(_carry_out, ctx.kube, seen, action, now_ms())
     return p
+
+
+def revocation_started(status: Mapping[str, Any]) -> str | None:
+    """When the retirement last entered Revoking (RFC 3339), the origin of the revocation latency."""
+    transitions = status.get("transitions") or []
+    return next((str(t["at"]) for t in reversed(transitions) if t.get("phase") == AgentRetirementPhase.REVOKING),
+                None)
+
+
+def _observe_revocation(p: retirement.RetirementPlan, kind: str) -> None:
+    """``alm_operator_revocation_seconds``: from entering Revoking to this credential's delete (or the
+    webhook's 2xx). Observed once, when alm itself revoked it (never for AlreadyGone or Skipped)."""
+    started = revocation_started(p.status)
+    if started is not None:
+        elapsed = (datetime.datetime.now(datetime.UTC) - _time(started)).total_seconds()
+        metrics.REVOCATION_SECONDS.labels(kind=kind).observe(max(0.0, elapsed))
 
 
 def _credential_kind(action: retirement.RevokeSecret | retirement.RevokeServiceAccount | retirement.RevokeRBAC) -> str:
@@ -501,16 +500,105 @@ def _mark_retired(kube: Kube, seen: _Seen, now: str) -> None:
     log.info("Agent %s/%s phase -> Retired", seen.namespace, seen.agent_name)
 
 
-def _write_archive(kube: Kube, action: retirement.WriteArchive) -> retirement.Outcome:
-    """Apply the archive objects, parts first and the manifest last; never owned by anything."""
-    if action.target not in ("configMap", "secret"):
-        return retirement.Outcome(action, False, PVC_UNSUPPORTED, retryable=False)
+def _write_archive(kube: Kube, action: retirement.WriteArchive, seen: _Seen, image: str) -> retirement.Outcome | None:
+    """Apply the archive objects, parts first and the manifest last; never owned by anything.
+
+    For a PVC they are staging ConfigMaps, and a Job (:func:`alm.core.archive.pvc_job`) copies
+    them onto the claim: None while it runs (the plan looks again soon), an outcome once it is
+    Complete or Failed.
+    """
     try:
+        if action.target == "pvc":
+            return _copy_to_claim(kube, action, seen, image)
         for obj in action.objects:
             kube.apply(obj)
     except errors.ApiError as exc:
         return retirement.Outcome(action, False, f"{type(exc).__name__} (HTTP {exc.status})", exc.retriable)
     return retirement.Outcome(action, True, f"{action.parts} object(s), sha256 {action.bundle.sha256[:12]}")
+
+
+def _copy_to_claim(
+    kube: Kube, action: retirement.WriteArchive, seen: _Seen, image: str
+) -> retirement.Outcome | None:
+    """One archive attempt onto a PVC: start its Job, or report how the Job started earlier ended.
+
+    The Job of an attempt is found by its annotations (retirement uid, attempt), not by the
+    archive's name: the bundle planned now may differ from the one the Job copies (an audit
+    entry appended since), and the outcome must report what is on the claim. A failed Job is
+    deleted, so that the next attempt starts afresh (backoff and attempts: the planner's).
+    """
+    namespace, agent = seen.namespace, seen.agent_name
+    started = _attempt_job(kube, namespace, agent, seen.obs.uid, action.attempt)
+    if started is None:
+        wanted = archive.pvc_job(action.objects, agent=agent, namespace=namespace, claim=str(action.claim_name),
+                                 image=image, retirement_uid=seen.obs.uid, attempt=action.attempt)
+        namesake = kube.get("Job", namespace, str(wanted["metadata"]["name"]))
+        if namesake is not None:  # an earlier attempt's Job with the same content: gone first
+            if not namesake["metadata"].get("deletionTimestamp"):
+                kube.delete("Job", namespace, namesake["metadata"]["name"], uid=namesake["metadata"].get("uid"))
+            return None
+        for obj in action.objects:
+            kube.apply(obj)
+        kube.apply(wanted)
+        metrics.WRITES.labels(kind="Job", verb="apply").inc()
+        return None
+    meta = started["metadata"]
+    state = archive.job_state(started)
+    if state.failed:
+        kube.delete("Job", namespace, meta["name"], uid=meta.get("uid"))
+        metrics.WRITES.labels(kind="Job", verb="delete").inc()
+        return retirement.Outcome(action, False, f"{state.detail}; Job {meta['name']} deleted", retryable=True)
+    if not state.done:
+        return None
+    copied = _what_the_job_copied(kube, action, started)
+    if copied is None:
+        return retirement.Outcome(action, False, f"Job {meta['name']} is complete but its staging ConfigMaps "
+                                                 "are missing or damaged", retryable=True)
+    return retirement.Outcome(copied, True, f"Job {meta['name']} copied {copied.parts} part(s) to "
+                                            f"{copied.location}, sha256 verified")
+
+
+def _attempt_job(kube: Kube, namespace: str, agent: str, uid: str, attempt: int) -> Obj | None:
+    for job in kube.list("Job", namespace, {naming.AGENT_LABEL: naming.label_value(agent),
+                                            naming.COMPONENT_LABEL: archive.COMPONENT}):
+        annotations = job.get("metadata", {}).get("annotations") or {}
+        if (annotations.get(archive.ANNOTATION_RETIREMENT), annotations.get(archive.ANNOTATION_ATTEMPT)) == (
+                uid, str(attempt)) and _live(job):
+            return job
+    return None
+
+
+def _what_the_job_copied(kube: Kube, action: retirement.WriteArchive, job: Mapping[str, Any]
+                         ) -> retirement.WriteArchive | None:
+    """``action`` as it was when the Job started: its staging ConfigMaps, bundle and location."""
+    namespace = str(job["metadata"]["namespace"])
+    pod = job["spec"]["template"]["spec"]
+    objects = [kube.get("ConfigMap", namespace, str(v["configMap"]["name"]))
+               for v in pod.get("volumes") or [] if v.get("configMap")]
+    claim = next((str(v["persistentVolumeClaim"]["claimName"]) for v in pod.get("volumes") or []
+                  if v.get("persistentVolumeClaim")), str(action.claim_name))
+    found = [o for o in objects if o is not None]
+    if len(found) != len(objects) or not found:
+        return None
+    try:
+        data = archive.reassemble(found)
+    except ValueError:
+        return None
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != (job["metadata"].get("annotations") or {}).get(archive.ANNOTATION_SHA256):
+        return None
+    agent = str((job["metadata"].get("labels") or {}).get(naming.AGENT_LABEL) or "")
+    ordered = sorted(found, key=lambda o: "manifest.json" in (o.get("data") or {}))  # the manifest last
+    return dataclasses.replace(action, claim_name=claim, bundle=archive.Bundle(data, sha), objects=tuple(ordered),
+                               location=archive.pvc_location(claim, _agent_of(job, agent), sha))
+
+
+def _agent_of(job: Mapping[str, Any], fallback: str) -> str:
+    for container in job["spec"]["template"]["spec"].get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "ALM_AGENT":
+                return str(env.get("value"))
+    return fallback
 
 
 # --- The Agent finalizer ----------------------------------------------------------------------------

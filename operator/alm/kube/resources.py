@@ -43,6 +43,7 @@ _ALL = [
     Resource("", "v1", "events", "Event"),
     Resource("", "v1", "namespaces", "Namespace", namespaced=False),
     Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("batch", "v1", "jobs", "Job"),
     Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
     Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),

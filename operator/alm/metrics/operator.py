@@ -19,6 +19,7 @@ __all__ = [
     "RECONCILES",
     "RECONCILE_SECONDS",
     "REGISTRY",
+    "REVOCATION_SECONDS",
     "WRITES",
     "PhaseTracker",
 ]
@@ -42,6 +43,14 @@ WRITES = Counter(
     "alm_operator_api_writes_total",
     "Writes the operator sent to the API server, by kind of object and verb (apply, delete, status).",
     ["kind", "verb"],
+    registry=REGISTRY,
+)
+REVOCATION_SECONDS = Histogram(
+    "alm_operator_revocation_seconds",
+    "Time from an AgentRetirement entering Revoking to each credential revoked, by kind "
+    "(Secret, ServiceAccount, Role, RoleBinding, Webhook).",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
     registry=REGISTRY,
 )
 AGENTS_BY_PHASE = Gauge(

@@ -100,6 +100,7 @@ BUILTIN_RESOURCES: tuple[ResourceDef, ...] = (
              sub=['status', 'scale'], generation=True),
     _builtin('apps', 'v1', 'replicasets', 'ReplicaSet', short=['rs'], cats=['all'],
              sub=['status', 'scale'], generation=True),
+    _builtin('batch', 'v1', 'jobs', 'Job', cats=['all'], sub=['status'], generation=True),
     _builtin('rbac.authorization.k8s.io', 'v1', 'roles', 'Role'),
     _builtin('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding'),
     _builtin('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', False),

@@ -259,3 +259,55 @@ async def test_blue_green_previews_analyses_promotes_and_scales_the_old_version_
     assert (gone - rollout.parse_time(finished)).total_seconds() >= 4 - 1  # finishedAt has whole seconds
     agent = await scenarios.wait_phase(cluster, "bot", "Available")
     assert agent["status"]["stableVersion"] == "bot-v2"
+
+
+def _route_weights(cluster: EmulatedCluster) -> dict[str, int] | None:
+    """``{backend Service: weight}`` of the HTTPRoute ``bot``'s rule, None without it."""
+    route = scenarios.get(cluster, "HTTPRoute", "bot")
+    if route is None:
+        return None
+    (rule,) = route["spec"]["rules"]
+    return {ref["name"]: int(ref.get("weight", 1)) for ref in rule["backendRefs"]}
+
+
+async def test_gateway_api_weights_follow_the_steps_on_the_http_route(cluster: EmulatedCluster) -> None:
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v1"))
+    steps = [{"setWeight": 30}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
+    scenarios.create(cluster, scenarios.agent(
+        ns, replicas=2, kpis=KPIS, exposure={"httpRoute": {"parentRefs": [{"name": "gateway"}]}},
+        rollout={"canary": {"steps": steps}, "trafficRouting": {"type": "gatewayAPI"}}))
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    scenarios.create(cluster, _version(ns, "bot-v2"))
+    seen: list[tuple[int | None, dict[str, int] | None]] = []
+    with Traffic(cluster):
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+
+        def watch() -> dict[str, Any] | None:
+            found = _rollout(cluster)
+            status = (found or {}).get("status") or {}
+            sample = (status.get("weight"), _route_weights(cluster))
+            if not seen or seen[-1] != sample:
+                seen.append(sample)
+            return found if status.get("phase") == "Succeeded" else None
+
+        done = await cluster.wait_for(watch, timeout=40, what="Succeeded")
+    routes = [weights for _, weights in seen if weights is not None]
+    expected = [{"bot-stable": 100 - w, "bot-canary": w} for w in (30, 60, 100)]
+    assert [w for w in expected if w in routes] == expected, seen  # every step reached the HTTPRoute, in order
+    assert routes[-1] == expected[-1]
+    # The rollout only asked for the next weight once the HTTPRoute read back the previous one.
+    asked = [weight for weight, _ in seen]
+    assert seen.index((30, expected[0])) < asked.index(60) and seen.index((60, expected[1])) < asked.index(100), seen
+    route = scenarios.get(cluster, "HTTPRoute", "bot") or {}
+    assert route["spec"]["parentRefs"] == [{"name": "gateway"}]
+    assert route["metadata"]["ownerReferences"][0]["kind"] == "Agent"
+    for role, version in (("stable", "bot-v1"), ("canary", "bot-v2")):
+        service = scenarios.get(cluster, "Service", f"bot-{role}") or {}
+        assert service["spec"]["selector"] == {"alm.dev/agent": "bot", "alm.dev/version": version}
+    assert done["status"]["weight"] == 100
+    agent = await scenarios.wait_phase(cluster, "bot", "Available")
+    assert agent["status"]["stableVersion"] == "bot-v2"
+    # The old version keeps its pods for 30 s after a gatewayAPI promotion (a quick way back).
+    assert sorted(d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")) == [
+        "bot-bot-v1", "bot-bot-v2"]

@@ -261,6 +261,8 @@ async def test_pvc_archive_is_copied_by_a_job_and_revocations_are_timed(
     assert scenarios.credentials(cluster) == {}
     assert revoked_map(status) == {key: "Revoked" for key in issued}
     assert (scenarios.condition(done, "Invalid") or {}).get("status") == "False"
+    at = {t["phase"]: datetime.datetime.fromisoformat(t["at"].replace("Z", "+00:00")) for t in status["transitions"]}
+    assert (at["Retired"] - at["Archiving"]).total_seconds() < retirement.JOB_POLL - 1, "the Job's event, not the poll"
 
     # The Job: named after the archive, owned by nothing, restricted, mounting the claim and every part.
     job = scenarios.get(cluster, "Job", f"bot-archive-{sha[:10]}")

@@ -638,7 +638,9 @@ def test_archive_plan_names_where_it_went() -> None:
     for target, prefix in [("configMap", "configmap/bot-archive-"), ("secret", "secret/bot-archive-"),
                            ("pvc", "pvc/vault/bot/")]:
         body = spec() | {"archive": {"to": target, **({"claimName": "vault"} if target == "pvc" else {})}}
-        [write] = retirement.plan(body, status, obs(credentials=()), T0).actions
+        planned = retirement.plan(body, status, obs(credentials=()), T0)
+        [write] = planned.actions
+        assert planned.requeue_after == (retirement.JOB_POLL if target == "pvc" else retirement.CONFIRM)
         assert isinstance(write, WriteArchive) and write.location.startswith(prefix)
         assert write.target == target and write.bundle.sha256 in json.dumps(write.objects[-1]["metadata"])
         if target == "pvc":

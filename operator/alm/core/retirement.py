@@ -77,6 +77,7 @@ ARCHIVE_PART_LIMIT = archive.PART_LIMIT
 AT_ONCE = 0.0  # the status changed and the next step needs no wait
 CONFIRM = 1.0  # actions were issued: look again soon to see them done
 POLL = 5.0  # waiting for pods or deletions to finish
+JOB_POLL = 5.0  # waiting for the Job that copies an archive onto a PVC
 AGENT_POLL = 30.0  # the Agent does not exist (yet)
 WEBHOOK_KIND = "Webhook"
 _K8S_ORDER = ("RoleBinding", "Role", "ServiceAccount", "Secret")  # API access first, then identity, then keys
@@ -514,7 +515,9 @@ def _archiving(p: _Pass, *, part_limit: int, max_attempts: int) -> None:
         return
     p.message = "Archiving: writing the archive" + (f" (attempt {count + 1})" if count else "")
     p.actions.append(_write_archive(p, count + 1, part_limit))
-    p.wait(CONFIRM)
+    # A PVC archive is a Job that runs for a while; the shell looks again when the Job changes
+    # (a watch event), this is only the safety net.
+    p.wait(JOB_POLL if p.spec.archive.to == "pvc" else CONFIRM)
 
 
 def _write_archive(p: _Pass, attempt: int, part_limit: int) -> WriteArchive:

@@ -208,6 +208,13 @@ for _kind in ("Deployment", "Service", *CREDENTIAL_KINDS):
     _register_child_trigger(_kind)
 
 
+@kopf.on.event("batch", "v1", "jobs", labels={naming.COMPONENT_LABEL: archive.COMPONENT}, registry=REGISTRY)
+async def archive_job_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A copy Job of a PVC archive changed (Complete, Failed): look at its retirement now."""
+    labels = body.get("metadata", {}).get("labels") or {}
+    _nudge(memo, namespace, _agent_of(body, str(labels.get(naming.AGENT_LABEL) or "")), kwargs)
+
+
 # --- One pass ---------------------------------------------------------------------------------------
 
 
@@ -594,7 +601,9 @@ def _what_the_job_copied(kube: Kube, action: retirement.WriteArchive, job: Mappi
 
 
 def _agent_of(job: Mapping[str, Any], fallback: str) -> str:
-    for container in job["spec"]["template"]["spec"].get("containers") or []:
+    """The Agent a copy Job works for (its exact name, which a label value may not hold)."""
+    pod = (((job.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    for container in pod.get("containers") or []:
         for env in container.get("env") or []:
             if env.get("name") == "ALM_AGENT":
                 return str(env.get("value"))

@@ -311,3 +311,81 @@ async def test_gateway_api_weights_follow_the_steps_on_the_http_route(cluster: E
     # The old version keeps its pods for 30 s after a gatewayAPI promotion (a quick way back).
     assert sorted(d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")) == [
         "bot-bot-v1", "bot-bot-v2"]
+
+
+def _metric(cluster: EmulatedCluster, version: str, name: str, label: str = "") -> float:
+    """The sum of metric ``name`` (samples with ``label``) over the running pods of ``version`` (their /metrics)."""
+    total = 0.0
+    for pod in cluster.kube.list("Pod", cluster.namespace, {"alm.dev/agent": "bot", "alm.dev/version": version}):
+        if (pod.get("status") or {}).get("phase") != "Running":
+            continue
+        port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith(name + "{") and label in line)
+    return total
+
+
+async def _shadow(cluster: EmulatedCluster, success_rate: str, phase: str) -> tuple[dict[str, Any], list[Any]]:
+    """Roll bot-v2 out as a shadow of bot-v1 under live traffic; the selectors of Service bot seen on the way."""
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v1"))
+    shadow = {"duration": "3s", "mirrorPercent": 100, "analysis": {"interval": "1s"},
+              "relative": {"maxSuccessRateDrop": 0.1}}
+    scenarios.create(cluster, scenarios.agent(ns, replicas=2, kpis=KPIS, rollout={"shadow": shadow}))
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    scenarios.create(cluster, _version(ns, "bot-v2", success_rate))
+    selectors: list[Any] = []
+    with ServiceTraffic(cluster, "bot"):
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        mirroring = await _wait_rollout(cluster, "mirroring", lambda s: s.get("currentStep") == 1
+                                        and s.get("analysisRuns"))
+        assert mirroring["status"]["weight"] == 0
+        deployments = {d["metadata"]["name"]: d for d in scenarios.children(cluster, "Deployment")}
+        env = {name: {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+               for name, d in deployments.items()}
+        assert env["bot-bot-v2"]["ALM_SHADOW"] == "true"  # tools in dry-run, answers dropped
+        assert env["bot-bot-v1"]["ALM_MIRROR_URL"] == f"http://bot-canary.{ns}.svc:80"
+        await cluster.wait_for(lambda: _metric(cluster, "bot-v1", "alm_agent_mirror_requests_total", 'result="sent"')
+                               > 0 or None, what="the stable runtime to mirror copies to the shadow")
+
+        def probe() -> dict[str, Any] | None:
+            selectors.append(_selector(cluster))
+            found = _rollout(cluster)
+            status = (found or {}).get("status") or {}
+            return found if status.get("phase") == phase and (phase == "Succeeded" or status.get("finishedAt")) \
+                else None
+
+        done = await cluster.wait_for(probe, timeout=40, what=phase)
+    return done, selectors
+
+
+async def test_a_good_shadow_is_compared_with_stable_and_promoted(cluster: EmulatedCluster) -> None:
+    done, selectors = await _shadow(cluster, "1.0", "Succeeded")
+    live_on_v1 = {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
+    assert selectors[0] == live_on_v1  # while mirroring, live traffic reaches bot-v1 only
+    (run,) = done["status"]["analysisRuns"]
+    assert run["verdict"] == "Successful"
+    kpis = {m["kpi"] for m in run["measurements"]}
+    assert {"successRate", "successRateDrop"} <= kpis, run  # absolute, and relative to bot-v1 on the same windows
+    assert any(m["kpi"] == "successRateDrop" and m["verdict"] == "Successful" for m in run["measurements"])
+    assert _selector(cluster) == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+    agent = await scenarios.wait_phase(cluster, "bot", "Available")
+    assert agent["status"]["stableVersion"] == "bot-v2"
+
+
+async def test_a_bad_shadow_is_rolled_back_without_ever_serving(cluster: EmulatedCluster) -> None:
+    done, selectors = await _shadow(cluster, "0.2", "RolledBack")
+    assert all(s == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"} for s in selectors), selectors
+    abort = done["status"]["abort"]
+    assert abort["reason"] == "AnalysisFailed" and abort["kpi"].startswith("successRate"), abort
+    deployments = {d["metadata"]["name"]: d for d in scenarios.children(cluster, "Deployment")}
+    env = {e["name"]: e.get("value") for e in
+           deployments["bot-bot-v1"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "ALM_MIRROR_URL" not in env  # mirroring off
+    agent = await scenarios.wait_phase(cluster, "bot", "Degraded")
+    assert agent["status"]["stableVersion"] == "bot-v1"

@@ -26,6 +26,7 @@ from typing import Any
 
 from alm.sandbox import procutil
 from alm.sandbox.objectstore import ObjectStore
+from alm.sandbox.serviceproxy import ServiceProxy
 from alm.sandbox.workloads import DeploymentController
 
 __all__ = ["ProcessDeploymentController"]
@@ -42,13 +43,14 @@ class ProcessDeploymentController(DeploymentController):
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.processes: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+        self.services = ServiceProxy(store)  # Service URLs in a pod's env reach the pods it selects
 
     async def spawn_pod(self, deployment: dict[str, Any], index: int) -> dict[str, Any]:
         pod = await super().spawn_pod(deployment, index)
         namespace, name = pod["metadata"].get("namespace") or "", pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
         root = self.workdir / namespace / name
-        env = self._environment(pod, container, root)
+        env = await self.services.rewrite(self._environment(pod, container, root))
         port = procutil.free_port()
         env.update({"ALM_HOST": "127.0.0.1", "ALM_PORT": str(port)})
         root.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,7 @@ class ProcessDeploymentController(DeploymentController):
 
     async def stop(self) -> None:
         await super().stop()
+        await self.services.stop()
         processes, self.processes = list(self.processes.values()), {}
         await asyncio.gather(*(asyncio.to_thread(procutil.stop_process, p) for p in processes))
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -44,6 +44,7 @@ class ProcessDeploymentController(DeploymentController):
         self.ready_timeout = ready_timeout
         self.processes: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self.services = ServiceProxy(store)  # Service URLs in a pod's env reach the pods it selects
+        self.started: list[int] = []  # every pid ever spawned, for callers that check none is left
 
     async def spawn_pod(self, deployment: dict[str, Any], index: int) -> dict[str, Any]:
         pod = await super().spawn_pod(deployment, index)
@@ -61,6 +62,7 @@ class ProcessDeploymentController(DeploymentController):
         )
         log.close()
         self.processes[(namespace, name)] = process
+        self.started.append(process.pid)
         ready = await asyncio.to_thread(self._wait_ready, process, port)
         container["ports"] = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
         if not ready:

@@ -1,11 +1,16 @@
-"""``alm sandbox``: the whole operator on one machine, no cluster, no Docker.
+"""``alm sandbox``: the whole lifecycle on one machine, no cluster, no Docker.
 
-An emulated API server (kmock, extended in :mod:`alm.sandbox.apiserver`) runs in-process
-with a simulated Deployment controller; the real operator runs against it exactly as
-``alm run`` would. The story applies the packaged example (a Secret, an AgentVersion and an
-Agent, the same files as ``manifests/examples/``), waits for the agent to be Available, and
-reports what the operator did. Later releases extend the story with rollouts, budgets and
-retirement.
+An emulated API server (kmock, extended in :mod:`alm.sandbox.apiserver`) runs in-process; a
+simulated Deployment controller runs every agent pod as a real local ``alm-agent`` process
+(:class:`~alm.sandbox.processes.ProcessDeploymentController`), so the operator's scrape
+provider measures real metrics; the real operator runs against it exactly as ``alm run`` would.
+
+The story starts from the packaged example (the files of ``manifests/examples/``), tuned for
+speed (1 s analysis and monitoring intervals, a simulated model per version), and plays its
+beats (:mod:`alm.sandbox.beats`) while a traffic generator (:mod:`alm.sandbox.traffic`) sends
+tasks to the running pods: deploy v1, measure a good canary, approve and promote it, roll back a
+bad one, exceed a budget, retire the agent, verify the audit chain. Each beat's facts are
+read from the API; they are printed as a timeline, or as JSON with ``-o json``.
 """
 
 from __future__ import annotations
@@ -15,28 +20,34 @@ import importlib.resources
 import json
 import logging
 import pathlib
+import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
 
 from alm.api import build_crds
-from alm.kube import resources
 from alm.kube.api import Kube
+from alm.sandbox import beats
 from alm.sandbox.apiserver import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
-from alm.sandbox.workloads import DeploymentController
+from alm.sandbox.processes import ProcessDeploymentController
+from alm.sandbox.traffic import Traffic
 
-__all__ = ["EXAMPLE_FILES", "example_documents", "main", "run_story"]
+__all__ = ["EXAMPLE_FILES", "example_documents", "main", "render_text", "run_story"]
 
 NAMESPACE = "default"
 EXAMPLE_FILES = ("secret.yaml", "agentversion.yaml", "agent.yaml")
-CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "Service", "NetworkPolicy",
-               "PodDisruptionBudget", "Deployment")
+# Fast, reproducible simulated agents: 5 ms model calls, seeded draws.
+AGENT_ENV = {"ALM_SIM_SEED": "7", "ALM_SIM_LATENCY_MS": "5"}
+TITLES = {
+    "deploy": "deploy v1", "canary": "canary analysed", "approval": "approved, promoted",
+    "rollback": "canary rolled back", "budget": "budget exceeded", "retirement": "retired", "audit": "audit verified",
+}
 
 
 def example_documents() -> list[dict[str, Any]]:
@@ -48,131 +59,130 @@ def example_documents() -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def sandbox_cluster() -> Iterator[tuple[ApiServerThread, OperatorThread]]:
-    """API server + Deployment controller + operator, all stopped on exit (even on Ctrl-C)."""
+def sandbox_cluster() -> Iterator[tuple[ApiServerThread, OperatorThread, ProcessDeploymentController]]:
+    """API server + process-backed Deployment controller + operator, all stopped on exit (even on Ctrl-C)."""
     with ApiServerThread() as server:
         for crd in build_crds():
             server.call(lambda crd=crd: server.emulator.install_crd(crd))
-        controller = DeploymentController(server.emulator.store, delay=0.5)
+        controller = ProcessDeploymentController(server.emulator.store, env=AGENT_ENV)
         server.call(controller.start)
         operator = OperatorThread(server.configuration())
         try:
             operator.start()
-            yield server, operator
+            yield server, operator, controller
         finally:
             operator.stop()
             server.call(controller.stop)
 
 
-def _wait(probe: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def run_story(server: ApiServerThread, timeout: float) -> dict[str, Any]:
-    """Apply the example, wait for the agent, and return what happened as plain data."""
+def run_story(server: ApiServerThread, timeout: float,
+              on_beat: Callable[[dict[str, Any]], None] = lambda beat: None) -> dict[str, Any]:
+    """Play every beat; return the timeline (and each beat's facts from the API) as plain data."""
     kube = Kube(server.api_client(), field_manager="alm-sandbox")
     started = time.monotonic()
-    agent_name = ""
-    for doc in example_documents():
-        doc["metadata"]["namespace"] = NAMESPACE
-        kube.request("POST", resources.for_object(doc).path(NAMESPACE), body=doc)
-        if doc["kind"] == "Agent":
-            agent_name = doc["metadata"]["name"]
+    stage = beats.Stage(kube, NAMESPACE, deadline=started + timeout)
+    timeline: list[dict[str, Any]] = []
 
-    def available() -> dict[str, Any] | None:
-        agent = kube.get("Agent", NAMESPACE, agent_name) or {}
-        status = agent.get("status") or {}
-        ok = status.get("phase") == "Available" and status.get("observedGeneration") == agent["metadata"]["generation"]
-        return agent if ok else None
+    def play(name: str, beat: Callable[[], dict[str, Any]]) -> None:
+        facts = beat()
+        entry = {"beat": name, "title": TITLES[name], "elapsedSeconds": round(time.monotonic() - started, 1), **facts}
+        timeline.append(entry)
+        on_beat(entry)
 
-    try:
-        agent = _wait(available, timeout, f"Agent {agent_name} to become Available")
-    except TimeoutError as exc:
-        status = (kube.get("Agent", NAMESPACE, agent_name) or {}).get("status") or {}
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        phase = status.get("phase", "not reconciled")
-        raise TimeoutError(f"{exc}; it is {phase}: {ready.get('message', '')}") from None
-    elapsed = time.monotonic() - started
-    children = [
-        {"kind": kind, "name": obj["metadata"]["name"]}
-        for kind in CHILD_KINDS
-        for obj in kube.list(kind, NAMESPACE, {"alm.dev/agent": agent_name})
-    ]
-    version = kube.get("AgentVersion", NAMESPACE, agent["spec"]["version"]) or {}
-    events = sorted(kube.list("Event", NAMESPACE), key=lambda e: str(e.get("firstTimestamp") or ""))
+    play("deploy", lambda: beats.deploy(stage, example_documents()))
+    traffic = Traffic(kube, NAMESPACE, stage.agent)
+    with traffic:
+        play("canary", lambda: beats.canary(stage))
+        play("approval", lambda: beats.approve(stage))
+        play("rollback", lambda: beats.roll_back(stage))
+        play("budget", lambda: beats.exceed_budget(stage))
+    play("retirement", lambda: beats.retire(stage))
+    play("audit", lambda: beats.audit_verdict(stage))
     return {
-        "agent": {"name": agent_name, "namespace": NAMESPACE, "status": _public_status(agent["status"])},
-        "agentVersion": {"name": version["metadata"]["name"], "status": _public_status(version.get("status") or {})},
-        "children": children,
-        "events": [
-            {"object": f"{e['involvedObject'].get('kind')}/{e['involvedObject'].get('name')}",
-             "type": e.get("type"), "reason": e.get("reason"), "message": e.get("message")}
-            for e in events
-        ],
-        "secondsToAvailable": round(elapsed, 2),
+        "namespace": NAMESPACE, "agent": stage.agent, "timeline": timeline,
+        "traffic": {"sent": traffic.sent, "answered": traffic.answered},
+        "totalSeconds": round(time.monotonic() - started, 1),
     }
 
 
-def _public_status(status: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in status.items() if key != "kopf"}
+def render_beat(entry: dict[str, Any]) -> str:
+    return f"[{entry['elapsedSeconds']:6.1f}s] {entry['title']:<19} {entry['summary']}\n"
 
 
 def render_text(report: dict[str, Any]) -> str:
-    agent, version = report["agent"], report["agentVersion"]
-    status = agent["status"]
-    lines = [
-        f"Agent {agent['namespace']}/{agent['name']} is {status['phase']} "
-        f"(version {status.get('stableVersion')}, {status.get('readyReplicas')}/{status.get('replicas')} ready) "
-        f"after {report['secondsToAvailable']}s",
-        "",
-        "Conditions:",
-        *[f"  {c['type']:<12} {c['status']:<6} {c['reason']}: {c['message']}" for c in status.get("conditions", [])],
-        "",
-        f"AgentVersion {version['name']}: {version['status'].get('phase')}, "
-        f"spec hash {str(version['status'].get('specHash'))[:12]}…, config in ConfigMap "
-        f"{version['status'].get('configMapName')}",
-        "",
-        "Children the operator created (server-side apply, owned by the Agent):",
-        *[f"  {c['kind']:<20} {c['name']}" for c in report["children"]],
-        "",
-        "Events:",
-        *[f"  {e['type']:<8} {e['object']:<36} {e['reason']}: {e['message']}" for e in report["events"]],
-    ]
-    return "\n".join(lines) + "\n"
+    """The whole timeline and the closing line (``main`` prints the beats as they happen, then the close)."""
+    return "".join(render_beat(entry) for entry in report["timeline"]) + render_close(report)
+
+
+def render_close(report: dict[str, Any]) -> str:
+    processes, traffic = report["processes"], report["traffic"]
+    left = f"{len(processes['running'])} STILL RUNNING" if processes["running"] else "all stopped"
+    return (f"\nThe story took {report['totalSeconds']}s; {traffic['answered']} tasks were served by "
+            f"{len(processes['started'])} agent processes, {left}.\n")
 
 
 def main(*, keep: bool = False, timeout: float = 120.0, output: str = "text") -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.ERROR)
+    logging.getLogger("aiohttp.access").setLevel(logging.ERROR)
+    text = output != "json"
+    if text:
+        sys.stdout.write(f"alm sandbox: the lifecycle of the example agent, on an emulated API server "
+                         f"(timeout {timeout:.0f}s)\n\n")
+        sys.stdout.flush()
+
+    def show(entry: dict[str, Any]) -> None:
+        if text:
+            sys.stdout.write(render_beat(entry))
+            sys.stdout.flush()
+
     try:
-        with sandbox_cluster() as (server, operator):
-            report = run_story(server, timeout)
-            if output == "json":
-                sys.stdout.write(json.dumps(report, indent=2) + "\n")
-            else:
-                sys.stdout.write(render_text(report))
+        with sandbox_cluster() as (server, operator, controller):
+            report = run_story(server, timeout, show)
             if operator.error is not None:
                 raise RuntimeError(f"the operator failed: {operator.error!r}")
             if keep:
-                _keep_running(server)
+                _keep_running(server, text)
+            processes = list(controller.started)
+        report["processes"] = {"started": processes,
+                               "running": [pid for pid in processes if _alive(pid)]}
+        if text:
+            sys.stdout.write(render_close(report))
+        else:
+            sys.stdout.write(json.dumps(report, indent=2) + "\n")
     except TimeoutError as exc:
         sys.stderr.write(f"alm sandbox: {exc}\n")
         return 1
+    except KeyboardInterrupt:  # everything it started is stopped by the context managers above
+        sys.stderr.write("alm sandbox: interrupted; every process it started is stopped\n")
+        return 130
     return 0
 
 
-def _keep_running(server: ApiServerThread) -> None:
+def _alive(pid: int) -> bool:
+    """A pid that still runs the agent runtime (not a zombie, not a recycled pid)."""
+    proc = pathlib.Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z" and b"alm.runtime.server" in (proc / "cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+
+
+def _keep_running(server: ApiServerThread, text: bool) -> None:
     path = pathlib.Path(tempfile.gettempdir()) / "alm-sandbox.kubeconfig"
     path.write_text(yaml.safe_dump(server.kubeconfig()))
-    sys.stdout.write(f"\nThe sandbox keeps running at {server.url}.\n"
-                     f"  export KUBECONFIG={path}\n  kubectl get agents\nPress Ctrl-C to stop.\n")
-    sys.stdout.flush()
+    out = sys.stdout if text else sys.stderr
+    out.write(f"\nThe sandbox keeps running at {server.url}.\n"
+              f"  export KUBECONFIG={path}\n  kubectl alm list\n  kubectl alm history support-bot\n"
+              f"  kubectl alm audit support-bot --verify\nPress Ctrl-C to stop.\n")
+    out.flush()
     stop = threading.Event()
+    # Ctrl-C (SIGINT, even when inherited as ignored) and SIGTERM end the wait; the caller's
+    # context managers then stop the operator, every agent process and the API server.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+        while not stop.wait(0.5):
+            pass
+    out.write("Stopped.\n")

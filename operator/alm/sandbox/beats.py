@@ -30,7 +30,8 @@ CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "Service", "Ne
 # for 3 s at 50%, then waits for a human. (A bad canary never reaches the gate.)
 CANARY = {"steps": [{"setWeight": 50}, {"analysis": {"duration": "3s"}},
                     {"approval": {"message": "The analysis passed: look at the KPIs, then approve."}}],
-          "analysis": {"interval": "1s"}}
+          # A loaded machine can leave a 1 s window without a finished task: tolerate a few.
+          "analysis": {"interval": "1s", "inconclusiveLimit": 10}}
 MONITORING = {"interval": "1s", "consecutiveBreaches": 2}
 GOOD = {"successRate": "1.0", "toolErrorRate": "0", "inputTokens": "500", "outputTokens": "200"}
 BAD_SUCCESS_RATE = "0.5"
@@ -122,21 +123,34 @@ def deploy(stage: Stage, documents: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _rollout(stage: Stage, target: str, done: Callable[[dict[str, Any]], bool], what: str
              ) -> tuple[dict[str, Any], list[int]]:
-    """Wait for the AgentRollout to ``target`` to satisfy ``done``; also the canary weights seen on the way."""
+    """Wait for the AgentRollout to ``target`` to satisfy ``done``; also the canary weights seen on the way.
+
+    A rollout that finishes otherwise fails the beat at once; a timeout names where it stands.
+    """
     weights: list[int] = []
+    last: dict[str, Any] = {}
 
     def probe() -> dict[str, Any] | None:
         for rollout in stage.kube.list("AgentRollout", stage.namespace):
             if rollout["spec"].get("targetVersion") != target:
                 continue
             status = rollout.get("status") or {}
+            last.update(status)
             weight = status.get("weight")
             if isinstance(weight, int) and (not weights or weights[-1] != weight):
                 weights.append(weight)
-            return rollout if done(status) else None
+            if done(status):
+                return rollout
+            if status.get("finishedAt"):
+                raise RuntimeError(f"while waiting for {what}, the rollout ended {status.get('phase')}: "
+                                   f"{status.get('message')}")
         return None
 
-    return stage.wait(probe, what), weights
+    try:
+        return stage.wait(probe, what), weights
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; the rollout is {last.get('phase', 'not created')}: {last.get('message', '')}"
+                           ) from None
 
 
 def _successful_rate(rollout: dict[str, Any]) -> dict[str, Any]:

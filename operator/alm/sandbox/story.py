@@ -150,7 +150,7 @@ def main(*, keep: bool = False, timeout: float = 120.0, output: str = "text") ->
             sys.stdout.write(render_close(report))
         else:
             sys.stdout.write(json.dumps(report, indent=2) + "\n")
-    except TimeoutError as exc:
+    except (TimeoutError, RuntimeError) as exc:
         sys.stderr.write(f"alm sandbox: {exc}\n")
         return 1
     except KeyboardInterrupt:  # everything it started is stopped by the context managers above

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -54,9 +55,10 @@ class Traffic:
         return ports
 
     def _run(self) -> None:
-        i, ports = 0, list[int]()
+        i, ports, refreshed = 0, list[int](), 0.0
         while not self._stop.is_set():
-            if i % 10 == 0 or not ports:
+            if time.monotonic() - refreshed > 0.25 or not ports:  # a new canary pod gets traffic at once
+                refreshed = time.monotonic()
                 try:
                     ports = self._ports()
                 except Exception:  # the API server is going away: try again, or stop

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from alm.core import rollout
+from alm.core import rollout, rolloutpass
 from alm.handlers.context import utcnow
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
@@ -270,7 +270,9 @@ def _route_weights(cluster: EmulatedCluster) -> dict[str, int] | None:
     return {ref["name"]: int(ref.get("weight", 1)) for ref in rule["backendRefs"]}
 
 
-async def test_gateway_api_weights_follow_the_steps_on_the_http_route(cluster: EmulatedCluster) -> None:
+async def test_gateway_api_weights_follow_the_steps_on_the_http_route(
+        cluster: EmulatedCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolloutpass, "GATEWAY_SCALE_DOWN_DELAY", 3)  # the 30 s grace, shortened
     ns = cluster.namespace
     scenarios.create(cluster, _version(ns, "bot-v1"))
     steps = [{"setWeight": 30}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
@@ -308,9 +310,18 @@ async def test_gateway_api_weights_follow_the_steps_on_the_http_route(cluster: E
     assert done["status"]["weight"] == 100
     agent = await scenarios.wait_phase(cluster, "bot", "Available")
     assert agent["status"]["stableVersion"] == "bot-v2"
-    # The old version keeps its pods for 30 s after a gatewayAPI promotion (a quick way back).
+    # The old version keeps its pods for the grace after a gatewayAPI promotion (a quick way back).
     assert sorted(d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")) == [
         "bot-bot-v1", "bot-bot-v2"]
+    # Then it goes, and the route sends everything to bot-stable, which now selects bot-v2.
+    await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
+                           == ["bot-bot-v2"] or None, timeout=20, what="the old version to go after the grace")
+    await cluster.wait_for(lambda: _route_weights(cluster) == {"bot-stable": 100} or None, timeout=10,
+                           what="the HTTPRoute to send everything to bot-stable")
+    stable = scenarios.get(cluster, "Service", "bot-stable") or {}
+    assert stable["spec"]["selector"] == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+    await cluster.wait_for(lambda: scenarios.get(cluster, "Service", "bot-canary") is None or None, timeout=10,
+                           what="bot-canary to go")
 
 
 def _metric(cluster: EmulatedCluster, version: str, name: str, label: str = "") -> float:

@@ -208,3 +208,17 @@ def test_a_promotion_in_flight_keeps_the_previous_version_before_the_rollout_sta
     assert _plan(agent, children, rollouts=[in_flight]).delete == ()
     canary = {**_promoted(ROLLOUT, NOW), "status": {"phase": "Progressing", "currentStep": 1}}
     assert [o["metadata"]["name"] for o in _plan(agent, children, rollouts=[canary]).delete] == ["bot-bot-v1"]
+
+
+def test_the_version_services_of_a_gateway_routed_agent_outlive_its_rollouts() -> None:
+    agent, children = _after_promotion()
+    stable_service = {"apiVersion": "v1", "kind": "Service",
+                      "metadata": {"name": "bot-stable", "namespace": "team",
+                                   "labels": {"app.kubernetes.io/managed-by": "alm-operator", "alm.dev/agent": "bot",
+                                              "alm.dev/component": "traffic"}},
+                      "spec": {"selector": {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}}}
+    replicas = _plan(agent, [*children, stable_service])
+    assert ("Service", "bot-stable") in [agentplan.child_key(o) for o in replicas.delete]
+    gateway = {**agent, "spec": {**agent["spec"], "rollout": {**ROLLOUT, "trafficRouting": {"type": "gatewayAPI"}}}}
+    routed = _plan(gateway, [*children, stable_service])
+    assert ("Service", "bot-stable") not in [agentplan.child_key(o) for o in routed.delete]

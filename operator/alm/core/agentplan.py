@@ -126,6 +126,8 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
             stale = {key: child for key, child in stale.items() if _component(child) not in _KEPT_COMPONENTS}
         if keep is not None:
             stale = _keep_previous(stale, keep, resolved.inputs.name)
+        if _gateway_routed(resolved.spec):  # its HTTPRoute sends traffic to the version Services: they stay
+            stale = {key: child for key, child in stale.items() if _component(child) != "traffic"}
         deleted: list[str] = []
         for key, child in sorted(_handover(stale, resolved.inputs, obs.children).items()):
             delete.append(child)
@@ -325,6 +327,11 @@ def _handover(
         key: child for key, child in stale.items()
         if key[0] != "Deployment" and not (key[0] == "Secret" and key[1] in kept_secrets)
     }
+
+
+def _gateway_routed(spec: AgentSpec | None) -> bool:
+    """Rollouts of the Agent route through an HTTPRoute (its ``<agent>-stable`` Service outlives them)."""
+    return spec is not None and spec.rollout is not None and spec.rollout.traffic_routing.type == "gatewayAPI"
 
 
 def _retained(obs: AgentObservations, resolved: _Resolved, now: str) -> Retained | None:

@@ -68,7 +68,7 @@ from alm.handlers import auditing, monitoring, posting, wiring
 from alm.handlers.context import Context, utcnow
 from alm.handlers.registry import REGISTRY
 from alm.kube import errors, resources, shell
-from alm.routers.base import version_service
+from alm.routers.base import CANARY, service_name, version_service
 
 __all__ = ["MIN_REQUEUE", "after_agent_pass", "reconcile_rollout", "start"]
 
@@ -223,6 +223,8 @@ async def _rollout_pass(ctx: Context, namespace: str, name: str) -> shell.Outcom
     if (touched or finished) and agent_name:
         await wiring.reconcile_agent(ctx, namespace, agent_name, ctx.indexes)
     scale_down = _scale_down_in({**body, "status": result.status}, now) if finished else None
+    if finished and scale_down is None and result.status.get("phase") == "Succeeded":
+        await asyncio.to_thread(_finalize_route, ctx, namespace, seen)
     if result.requeue_after is not None and not finished:
         _schedule(ctx, (namespace, name), result.requeue_after)
     elif scale_down is not None:
@@ -230,6 +232,35 @@ async def _rollout_pass(ctx: Context, namespace: str, name: str) -> shell.Outcom
     else:
         _cancel_timer(ctx, (namespace, name))
     return outcome
+
+
+def _finalize_route(ctx: Context, namespace: str, seen: _Seen) -> None:
+    """After a gatewayAPI promotion and its grace: the HTTPRoute sends everything to ``<agent>-stable``,
+    which now selects the promoted version, and ``<agent>-canary`` goes (``TrafficRouter.finalize``).
+
+    Only while the promoted version is still the Agent's wanted and stable one (a newer rollout owns
+    the route otherwise), and only until it is done (the canary Service gone from the route)."""
+    if seen.spec is None or seen.agent is None or seen.agent_spec is None or seen.target is None:
+        return
+    if seen.target.routing.type != "gatewayAPI":
+        return
+    version = seen.spec.target_version
+    if seen.agent_spec.version != version or (seen.agent.get("status") or {}).get("stableVersion") != version:
+        return
+    canary = service_name(seen.target.agent, CANARY)
+    route = next((c for c in seen.children if c.get("kind") == "HTTPRoute"), None)
+    in_use = any(c.get("kind") == "Service" and c["metadata"]["name"] == canary for c in seen.children) or (
+        route is not None and canary in str(route.get("spec")))
+    if not in_use:
+        return
+    target = dataclasses.replace(seen.target, stable=version, canary=None)
+    plan = routers.router_for(target.routing).finalize(target, seen.children)
+    for obj in plan.apply:
+        ctx.freshness.wrote(ctx.kube.apply(obj))
+    for patch in plan.patches:
+        ctx.kube.json_patch(patch.target.kind, patch.target.namespace, patch.target.name, patch.ops)
+    for ref in plan.delete:
+        ctx.kube.delete(ref.kind, ref.namespace, ref.name)
 
 
 def _scale_down_in(body: Mapping[str, Any], now: str) -> float | None:

@@ -181,6 +181,39 @@ async def test_a_bad_canary_is_rolled_back_with_the_kpi_in_status(cluster: Emula
     assert len(cluster.kube.list("AgentRollout", cluster.namespace)) == 1  # not retried
 
 
+async def test_a_fix_rolls_out_after_a_rolled_back_canary(cluster: EmulatedCluster) -> None:
+    """A failed canary never blocks the next: its finished rollout must not drop the new one's traffic."""
+    await _deploy(cluster, [{"setWeight": 50}, {"analysis": {"duration": "3s"}}])
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v2", "0.2"))
+    scenarios.create(cluster, _version(ns, "bot-v3", "1.0"))
+
+    def of(version: str, check: Any) -> Any:
+        def probe() -> dict[str, Any] | None:
+            found = [r for r in cluster.kube.list("AgentRollout", ns) if r["spec"].get("targetVersion") == version]
+            return found[0] if found and check(found[0].get("status") or {}) else None
+        return probe
+
+    with Traffic(cluster):
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        await cluster.wait_for(of("bot-v2", lambda s: s.get("phase") == "RolledBack" and s.get("finishedAt")),
+                               timeout=40, what="bot-v2 rolled back")
+        assert _selector(cluster) == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v3"})
+        await cluster.wait_for(of("bot-v3", lambda s: s.get("weight") == 50), timeout=40, what="bot-v3 at 50%")
+        done = await cluster.wait_for(of("bot-v3", lambda s: s.get("phase") == "Succeeded"), timeout=40,
+                                      what="bot-v3 Succeeded")
+    assert done["status"]["weight"] == 100
+    agent = await cluster.wait_for(
+        lambda: (lambda a: a if (a.get("status") or {}).get("stableVersion") == "bot-v3" else None)(
+            scenarios.get(cluster, "Agent", "bot") or {}), what="bot-v3 to be stable")
+    assert [(e["version"], e["result"]) for e in agent["status"]["history"]] == [
+        ("bot-v2", "RolledBack"), ("bot-v3", "Succeeded")]
+    await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
+                           == ["bot-bot-v3"] or None, what="only bot-v3 left")
+    await scenarios.wait_phase(cluster, "bot", "Available")
+
+
 async def test_an_approval_step_waits_until_approved_and_records_who(cluster: EmulatedCluster) -> None:
     await _deploy(cluster, [{"setWeight": 50}, {"approval": {"message": "look at the dashboard"}}])
     scenarios.create(cluster, _version(cluster.namespace, "bot-v2"))

@@ -222,3 +222,31 @@ def test_the_version_services_of_a_gateway_routed_agent_outlive_its_rollouts() -
     gateway = {**agent, "spec": {**agent["spec"], "rollout": {**ROLLOUT, "trafficRouting": {"type": "gatewayAPI"}}}}
     routed = _plan(gateway, [*children, stable_service])
     assert ("Service", "bot-stable") not in [agentplan.child_key(o) for o in routed.delete]
+
+
+def test_after_a_rolled_back_canary_the_next_canary_widens_the_service_selector() -> None:
+    # The rollback left the Service on the stable version; the fix's 50 % selects both versions. The live
+    # selector "covers" the wider one (it has every key of it): the Service must be applied all the same.
+    agent, children = _converged()
+    children = copy.deepcopy(children)
+    service = next(c for c in children if agentplan.child_key(c) == ("Service", "bot"))
+    service["spec"]["selector"] = {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
+    traffic = RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1}, service_selector={"alm.dev/agent": "bot"},
+                             rollout="bot-bot-v2-1")
+    p = _plan(_to(agent, "bot-v2"), children, traffic=traffic)
+    (applied,) = [o for o in p.apply if agentplan.child_key(o) == ("Service", "bot")]
+    assert applied["spec"]["selector"] == {"alm.dev/agent": "bot"}
+    settled = [c for c in children if agentplan.child_key(c) != ("Service", "bot")] + [as_live(applied)]
+    assert not [o for o in _plan(_to(agent, "bot-v2"), settled, traffic=traffic).apply if o["kind"] == "Service"]
+
+
+def test_only_the_rollout_that_owns_the_agents_traffic_builds_on_or_drops_its_decisions() -> None:
+    old = RolloutTraffic(service_selector={"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}, rollout="r-v2")
+    assert agentplan.traffic_for(old, "r-v2") is old
+    assert agentplan.traffic_for(old, "r-v3") == RolloutTraffic(rollout="r-v3")  # a new rollout starts afresh
+    assert agentplan.traffic_for(None, "r-v3") == RolloutTraffic(rollout="r-v3")
+    new = RolloutTraffic(service_selector={"alm.dev/agent": "bot"}, rollout="r-v3")
+    assert agentplan.traffic_after_finish(new, "r-v2") is new  # the rolled-back rollout's passes keep the fix's
+    assert agentplan.traffic_after_finish(new, "r-v3") is None
+    assert agentplan.traffic_after_finish(RolloutTraffic(), "r-v2") is None
+    assert agentplan.traffic_after_finish(None, "r-v2") is None

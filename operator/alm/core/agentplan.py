@@ -57,6 +57,27 @@ class RolloutTraffic:
     service_selector: Mapping[str, str] | None = None  # of the Service <agent>; None: as live
     mirror_env: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # per version; None: as live
     mirror_decided: bool = False  # mirror_env is the router's decision (else: as live)
+    rollout: str = ""  # the AgentRollout these decisions are (the one that owns the Agent's traffic)
+
+
+def traffic_for(current: RolloutTraffic | None, rollout: str) -> RolloutTraffic:
+    """The decisions ``rollout`` builds on: its own, or none when ``current`` is another rollout's.
+
+    One rollout at a time owns an Agent's traffic; a new one starts from nothing decided (the live
+    split is kept until it decides), never from a finished rollout's leftovers."""
+    if current is not None and current.rollout == rollout:
+        return current
+    return RolloutTraffic(rollout=rollout)
+
+
+def traffic_after_finish(current: RolloutTraffic | None, rollout: str) -> RolloutTraffic | None:
+    """The Agent's decisions once ``rollout`` has finished: dropped when they are its own, else kept.
+
+    A finished rollout is passed again (every Agent pass, its scale-down timer): it must never drop
+    the decisions of the rollout that followed it (a rolled-back canary would block the fix)."""
+    if current is None or current.rollout in ("", rollout):
+        return None
+    return current
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +138,7 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
         updated: list[str] = []
         for obj in desired:
             have = live.get(child_key(obj))
-            if have is None or not covers(have, obj):
+            if have is None or not covers(have, obj) or _selector_moved(have, obj):
                 apply.append(obj)
                 (created if have is None else updated).append(f"{obj['kind']} {obj['metadata']['name']}")
         wanted = {child_key(obj) for obj in desired}
@@ -144,6 +165,18 @@ def plan_agent(obs: AgentObservations, now: str, generate: Callable[[int], str])
     if decision is not None and decision.action in (DecisionAction.CREATE, DecisionAction.ADOPT):
         events.append(EventIntent(decision.reason, decision.message))
     return AgentPlan(tuple(apply), tuple(delete), status, tuple(events), decision)
+
+
+def _selector_moved(live: Mapping[str, Any], desired: Obj) -> bool:
+    """A Service whose selector is not exactly the desired one (``covers`` alone misses a dropped key).
+
+    After a rolled-back canary the Service ``<agent>`` selects ``{agent, version: stable}``; the next
+    canary's 50 % wants ``{agent}``, which the live selector "covers": without this the Service would
+    keep selecting the stable version only and the new canary would never get past 0 %."""
+    if desired.get("kind") != "Service":
+        return False
+    want = (desired.get("spec") or {}).get("selector")
+    return want is not None and dict((live.get("spec") or {}).get("selector") or {}) != dict(want)
 
 
 # --- Rollouts: the Agent side --------------------------------------------------------------------

@@ -47,7 +47,7 @@ import pydantic
 from alm import routers
 from alm.api import AgentRolloutSpec, AgentSpec
 from alm.core import analysis, naming, rollout
-from alm.core.agentplan import RolloutTraffic
+from alm.core.agentplan import traffic_after_finish, traffic_for
 from alm.core.kpis import Reading
 from alm.core.rolloutcontrols import from_annotations
 from alm.core.rolloutpass import (
@@ -219,7 +219,9 @@ async def _rollout_pass(ctx: Context, namespace: str, name: str) -> shell.Outcom
             log.warning("AgentRollout %s/%s: audit entries not recorded: %s", namespace, name, exc)
     finished = result.status.get("phase") == "Succeeded" or bool(result.status.get("finishedAt"))
     if finished and agent_name:
-        ctx.traffic.pop((namespace, agent_name), None)
+        kept = traffic_after_finish(ctx.traffic.get((namespace, agent_name)), name)
+        if kept is None:
+            ctx.traffic.pop((namespace, agent_name), None)
     if (touched or finished) and agent_name:
         await wiring.reconcile_agent(ctx, namespace, agent_name, ctx.indexes)
     scale_down = _scale_down_in({**body, "status": result.status}, now) if finished else None
@@ -429,9 +431,10 @@ def _carry_out(ctx: Context, namespace: str, seen: _Seen, actions: Sequence[Acti
     touched = False
     agent_name = str((seen.agent or {}).get("metadata", {}).get("name") or "")
     key = (namespace, agent_name)
+    rollout_name = str(seen.body.get("metadata", {}).get("name") or "")
     for action in actions:
         if isinstance(action, ScaleVersion):
-            traffic: RolloutTraffic = ctx.traffic.get(key) or RolloutTraffic()
+            traffic = traffic_for(ctx.traffic.get(key), rollout_name)
             shadows = (traffic.shadows | {action.version}) if action.shadow else (traffic.shadows - {action.version})
             ctx.traffic[key] = dataclasses.replace(
                 traffic, replicas={**traffic.replicas, action.version: action.replicas}, shadows=frozenset(shadows))
@@ -464,7 +467,7 @@ def _route(ctx: Context, seen: _Seen, key: tuple[str, str], action: SetWeight | 
         plan = router.desired(seen.target, action.weight, action.mirror_percent, seen.children)
     else:
         plan = router.desired(seen.target, 0, action.percent, seen.children)
-    traffic: RolloutTraffic = ctx.traffic.get(key) or RolloutTraffic()
+    traffic = traffic_for(ctx.traffic.get(key), str(seen.body["metadata"]["name"]))
     mirror = {plan.runtime_mirror.version: plan.runtime_mirror.env()} if plan.runtime_mirror else {}
     ctx.traffic[key] = dataclasses.replace(
         traffic, service_selector=dict(plan.service_selector) if plan.service_selector is not None else

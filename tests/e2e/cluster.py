@@ -87,6 +87,9 @@ class E2ECluster:
     def count_writes(self) -> int | None:
         return None  # a real API server's requests are not ours to count
 
+    def describe_writes(self, since: int) -> str:
+        return ""
+
     def snapshot(self) -> str:
         """A short human summary of the namespace, for failure messages (best effort, blocking)."""
         lines = [f"--- namespace {self.namespace} (operator running: {self.operator.running}) ---"]

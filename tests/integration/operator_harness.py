@@ -44,6 +44,11 @@ class EmulatedCluster:
     def count_writes(self) -> int | None:
         return self.server.emulator.count(writes=True)
 
+    def describe_writes(self, since: int) -> str:
+        """The writes logged after the ``since``-th, one line each, for failure messages."""
+        requests = self.server.emulator.requests_matching(writes=True)[max(since, 0):]
+        return "\n".join(f"  {getattr(r.method, 'value', r.method)} {r.url}" for r in requests)
+
     def operator_writes(self, since: int = 0) -> int:
         """Writes sent by the operator (its field manager or kopf) since a ``mark()``."""
         emulator = self.server.emulator

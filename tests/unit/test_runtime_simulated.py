@@ -198,3 +198,69 @@ async def test_create_reads_the_model_settings() -> None:
                                tools=(SEARCH,))  # fmt: skip
     be = simulated.create(sdk.Agent.from_config(cfg), cfg, {"ALM_SIM_OUTPUT_TOKENS": "4"})
     assert (be.params.input_tokens, be.params.output_tokens, be.model, be.tools) == (9, 4, "sim-7", (SEARCH,))
+
+
+# --- Runtime overrides (ALM_SIM_OVERRIDES) ------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def write_json(path: pathlib.Path, text: str) -> None:
+    """Replace atomically, as a writer should (a reader never sees half a file)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+async def test_overrides_are_off_unless_configured(tmp_path: pathlib.Path) -> None:
+    cfg = config.RuntimeConfig("bot", "v1", False, config.ModelConfig("simulated", "sim", {}), tools=())
+    assert simulated.create(sdk.Agent.from_config(cfg), cfg, {}).overrides is None
+    be = simulated.create(sdk.Agent.from_config(cfg), cfg, {"ALM_SIM_OVERRIDES": str(tmp_path / "o.json")})
+    assert be.overrides is not None and be.overrides.path == tmp_path / "o.json"
+
+
+async def test_an_override_file_changes_a_running_agent_and_is_checked_at_most_every_100_ms(
+        tmp_path: pathlib.Path) -> None:
+    path, clock = tmp_path / "overrides.json", Clock()
+    agent = sdk.Agent("bot", "v1", pricing=config.Pricing(1.0, 2.0), tools=())
+    be = simulated.SimulatedBackend(agent, (), SimParams(success_rate=1, latency_ms=0, seed=3), sleep=Sleeps(),
+                                    overrides=simulated.Overrides(path, clock=clock))
+    assert (await run(agent, be))[0].outcome is TaskOutcome.SUCCESS  # no file: the settings
+    write_json(path, '{"successRate": 0, "outputTokens": "7"}')
+    clock.now += 0.05
+    assert (await run(agent, be))[0].outcome is TaskOutcome.SUCCESS  # not looked at yet
+    clock.now += 0.06
+    result, _ = await run(agent, be)
+    assert (result.outcome, result.output_tokens) == (TaskOutcome.FAILURE, 7)
+    assert (be.params.success_rate, be.base.success_rate) == (0, 1)
+    clock.now += 1
+    write_json(path, '{"successRate": "2"}')  # out of range: ignored, the settings stay
+    assert (await run(agent, be))[0].outcome is TaskOutcome.FAILURE
+    clock.now += 1
+    write_json(path, "not json")
+    assert (await run(agent, be))[0].outcome is TaskOutcome.FAILURE
+    clock.now += 1
+    write_json(path, '{"successRate": 1.0}')
+    assert (await run(agent, be))[0].outcome is TaskOutcome.SUCCESS
+    write_json(path, '{"successRate": 0.0}')
+    clock.now += 1
+    assert (await run(agent, be))[0].outcome is TaskOutcome.FAILURE
+    path.unlink()  # gone: back to the settings
+    clock.now += 1
+    assert (await run(agent, be))[0].outcome is TaskOutcome.SUCCESS and be.params == be.base
+
+
+def test_override_validates_like_the_settings() -> None:
+    base = SimParams()
+    assert simulated.override(base, {"successRate": 0.1, "latencyMs": 5}) == SimParams(success_rate=0.1, latency_ms=5)
+    assert simulated.override(base, {}) == base
+    with pytest.raises(config.ConfigError, match="unknown override speed"):
+        simulated.override(base, {"speed": 1})
+    with pytest.raises(config.ConfigError, match=r"successRate \+ errorRate"):
+        simulated.override(base, {"errorRate": 0.5})

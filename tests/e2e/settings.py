@@ -4,6 +4,8 @@
 ``ALM_E2E_CONTEXT``          context in that file (default: its current-context)
 ``ALM_E2E_SIMULATE_NODES``   ``1``: the cluster has no nodes; register a fake Node and play kubelet
 ``ALM_E2E_TIMEOUT_FACTOR``   multiplies every scenario wait (default 3: real clusters are slower)
+``ALM_E2E_POD_NETWORK``      ``1``: this machine reaches the cluster's pod IPs (the live scenarios need
+                           that; with simulated nodes the pods are local processes, so it holds)
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ class E2ESettings:
     context: str | None = None
     simulate_nodes: bool = False
     timeout_factor: float = 3.0
+    pod_network: bool = False
+
+    @property
+    def pods_reachable(self) -> bool:
+        """Whether the operator and the tests, running here, can reach the agents' pods."""
+        return self.simulate_nodes or self.pod_network
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> E2ESettings | None:
@@ -51,4 +59,5 @@ class E2ESettings:
             context=env.get("ALM_E2E_CONTEXT", "").strip() or None,
             simulate_nodes=env.get("ALM_E2E_SIMULATE_NODES", "").strip().lower() in _TRUE,
             timeout_factor=factor,
+            pod_network=env.get("ALM_E2E_POD_NETWORK", "").strip().lower() in _TRUE,
         )

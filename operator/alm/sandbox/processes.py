@@ -12,7 +12,6 @@ SIGKILL; and ``PR_SET_PDEATHSIG`` if the parent thread dies first).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import pathlib
@@ -24,15 +23,14 @@ import time
 import urllib.request
 from typing import Any
 
-from alm.sandbox import procutil
+from alm.sandbox import podfiles, procutil
 from alm.sandbox.objectstore import ObjectStore
-from alm.sandbox.serviceproxy import ServiceProxy
+from alm.sandbox.serviceproxy import StoreServiceProxy
 from alm.sandbox.workloads import DeploymentController
 
 __all__ = ["ProcessDeploymentController"]
 
 CONFIGMAPS, SECRETS = "v1/configmaps", "v1/secrets"
-
 
 
 class ProcessDeploymentController(DeploymentController):
@@ -43,7 +41,7 @@ class ProcessDeploymentController(DeploymentController):
         self.env = dict(env or {})
         self.ready_timeout = ready_timeout
         self.processes: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
-        self.services = ServiceProxy(store)  # Service URLs in a pod's env reach the pods it selects
+        self.services = StoreServiceProxy(store)  # Service URLs in a pod's env reach the pods it selects
         self.started: list[int] = []  # every pid ever spawned, for callers that check none is left
 
     async def spawn_pod(self, deployment: dict[str, Any], index: int) -> dict[str, Any]:
@@ -73,34 +71,11 @@ class ProcessDeploymentController(DeploymentController):
         return pod
 
     def _environment(self, pod: dict[str, Any], container: dict[str, Any], root: pathlib.Path) -> dict[str, str]:
-        namespace = pod["metadata"].get("namespace")
-        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts") or []}
-        env = {**os.environ, **self.env}
-        for item in container.get("env") or []:
-            if "value" in item:
-                env[item["name"]] = str(item["value"])
-        for volume in pod["spec"].get("volumes") or []:
-            target = root / volume["name"]
-            files: dict[str, bytes] = {}
-            if "configMap" in volume:
-                cm = self.store.find(CONFIGMAPS, namespace, volume["configMap"]["name"]) or {}
-                files = {k: str(v).encode() for k, v in (cm.get("data") or {}).items()}
-            elif "secret" in volume:
-                secret = self.store.find(SECRETS, namespace, volume["secret"]["secretName"]) or {}
-                files = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-            else:
-                continue
-            target.mkdir(parents=True, exist_ok=True)
-            for key, content in files.items():
-                (target / key).write_bytes(content)
-            mount = mounts.get(volume["name"])
-            if mount is None:
-                continue
-            # Paths the container would see under its mounts point into our directory instead.
-            for key, value in list(env.items()):
-                if key.startswith("ALM_") and value.startswith(mount):
-                    env[key] = str(target) + value[len(mount):]
-        return env
+        return podfiles.pod_environment(
+            pod, container, root, base={**os.environ, **self.env},
+            configmap=lambda ns, name: self.store.find(CONFIGMAPS, ns, name),
+            secret=lambda ns, name: self.store.find(SECRETS, ns, name),
+        )
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
         deadline = time.monotonic() + self.ready_timeout

@@ -38,6 +38,7 @@ import kmock
 import yaml
 from kmock._internal import rendering  # Response/StreamingError: not re-exported by kmock 0.8
 
+from alm.sandbox import nodeless
 from alm.sandbox.objectstore import (
     ObjectStore,
     PatchType,
@@ -57,6 +58,7 @@ from alm.sandbox.resources import (
 T = TypeVar('T')
 
 WRITE_METHODS = frozenset({'POST', 'PUT', 'PATCH', 'DELETE'})
+PODS_KEY = kmock.resource(group='', version='v1', plural='pods')
 
 _PATCH_TYPES: dict[str, PatchType] = {
     'application/merge-patch+json': 'merge',
@@ -161,6 +163,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
     history_limit: int | None = None
     event_log_size: int = 5000
     bookmark_interval: float = 20.0
+    graceful_pod_deletion: bool = False
+    """Delete bound pods gracefully, as a real server does (see :mod:`alm.sandbox.nodeless`)."""
     store: ObjectStore = attrs.field(init=False)
     _closing: bool = attrs.field(default=False, init=False)
     _resource_reaction: Any = attrs.field(default=None, init=False)
@@ -398,6 +402,8 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
             return 200, self.store.get(rdef, namespace, name, subresource=sub)
         if method == 'GET':
             return 200, self._list(rdef, namespace, params)
+        if method == 'POST' and sub == 'binding' and rdef.key == PODS_KEY and name:
+            return 201, nodeless.bind_pod(self.store, namespace or '', name, self._body(request))
         if method == 'POST' and not name:
             return 201, self.store.create(rdef, self._body(request), namespace=namespace, dry_run=dry_run)
         if method == 'DELETE' and not name:
@@ -424,8 +430,12 @@ class ApiServerEmulator(kmock.KubernetesEmulator):
         if method == 'DELETE':
             options = request.data if isinstance(request.data, dict) else {}
             policy = params.get('propagationPolicy') or options.get('propagationPolicy')
+            grace = None
+            if self.graceful_pod_deletion and rdef.key == PODS_KEY:
+                requested = params.get('gracePeriodSeconds', options.get('gracePeriodSeconds'))
+                grace = nodeless.deletion_grace(self.store.get(rdef, namespace, name), requested) or None
             return 200, self.store.delete(rdef, namespace, name, preconditions=options.get('preconditions'),
-                                          propagation_policy=policy, dry_run=dry_run)
+                                          propagation_policy=policy, dry_run=dry_run, grace_seconds=grace)
         raise api_error(405, 'MethodNotAllowed', f'{method} is not supported here')
 
     def _body(self, request: kmock.Request, *, yaml_ok: bool = False) -> Any:

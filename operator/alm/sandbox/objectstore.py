@@ -622,7 +622,8 @@ class ObjectStore:
             return self._served(rdef, live)  # a no-op: no new resourceVersion, no event
         if dry_run:
             return self._served(rdef, new)
-        if meta.get('deletionTimestamp') and not meta.get('finalizers'):
+        if meta.get('deletionTimestamp') and not meta.get('finalizers') and not live_meta.get(
+                'deletionGracePeriodSeconds'):  # a graceful deletion ends with the kubelet's, not here
             return self._served(rdef, self._remove(rdef, key, live, new))
         committed = self._commit(rdef, key, live, new, 'MODIFIED')
         self._after_write(rdef, committed)
@@ -746,10 +747,15 @@ class ObjectStore:
             preconditions: Mapping[str, Any] | None = None,
             propagation_policy: str | None = None,
             dry_run: bool = False,
+            grace_seconds: int | None = None,
     ) -> dict[str, Any]:
         """
         Delete an object: with finalizers, only mark it (``deletionTimestamp``); otherwise remove it
         and collect its dependents. Returns the object as of the deletion.
+
+        ``grace_seconds`` > 0 is a graceful deletion (what a real server does to a pod bound to a
+        node): the object is only marked, with ``deletionGracePeriodSeconds``, until a deletion
+        with 0 (a kubelet's, or ``--force``) removes it.
         """
         rdef = self.resolve(ref)
         key = self._key(rdef, namespace, name)
@@ -764,6 +770,14 @@ class ObjectStore:
             return self._served(rdef, live)
         if propagation_policy == 'Orphan' and meta.get('uid'):
             self._orphaning.add(meta['uid'])
+        if grace_seconds and not meta.get('deletionTimestamp'):
+            new = copy.deepcopy(live)
+            deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace_seconds)
+            new['metadata']['deletionTimestamp'] = deadline.strftime('%Y-%m-%dT%H:%M:%SZ')
+            new['metadata']['deletionGracePeriodSeconds'] = grace_seconds
+            return self._served(rdef, self._commit(rdef, key, live, new, 'MODIFIED'))
+        if grace_seconds:
+            return self._served(rdef, live)  # already terminating: a kubelet finishes it
         return self._served(rdef, self._delete_now(rdef, key, live))
 
     def delete_collection(

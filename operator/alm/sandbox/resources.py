@@ -93,7 +93,7 @@ BUILTIN_RESOURCES: tuple[ResourceDef, ...] = (
     _builtin('', 'v1', 'secrets', 'Secret'),
     _builtin('', 'v1', 'serviceaccounts', 'ServiceAccount', short=['sa']),
     _builtin('', 'v1', 'services', 'Service', short=['svc'], cats=['all'], sub=['status']),
-    _builtin('', 'v1', 'pods', 'Pod', short=['po'], cats=['all'], sub=['status']),
+    _builtin('', 'v1', 'pods', 'Pod', short=['po'], cats=['all'], sub=['status', 'binding']),
     _builtin('', 'v1', 'events', 'Event', short=['ev']),
     _builtin('', 'v1', 'nodes', 'Node', False, short=['no'], sub=['status']),
     _builtin('apps', 'v1', 'deployments', 'Deployment', short=['deploy'], cats=['all'],

@@ -16,6 +16,9 @@ import json
 import logging
 from typing import Any
 
+import kmock
+
+from alm.sandbox import nodeless
 from alm.sandbox.objectstore import ObjectStore, StoreEvent, now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -38,13 +41,20 @@ class DeploymentController:
     replaces them. The ready count then comes from the pods. Subclasses make pods real by
     overriding :meth:`spawn_pod` (build the Pod, e.g. after starting a local process) and
     :meth:`terminate_pod` (called when such a pod is gone). No ReplicaSets are simulated.
+
+    With ``nodeless=True`` it behaves like kube-controller-manager on a control plane without
+    nodes (:mod:`alm.sandbox.nodeless`): pods are created Pending, unbound and without status,
+    named ``<deployment>-<template hash>-<random>``; the ready count comes from their ``Ready``
+    condition, written by whoever plays kubelet; surplus and outdated pods are deleted gracefully
+    (they stay, terminating, until that kubelet finishes them) and replaced at once.
     """
 
     def __init__(self, store: ObjectStore, *, delay: float = 0.0, manage_pods: bool = False,
-                 pod_ip: str = '127.0.0.1', node_name: str = 'alm-sandbox') -> None:
+                 pod_ip: str = '127.0.0.1', node_name: str = 'alm-sandbox', nodeless: bool = False) -> None:
         self.store = store
         self.delay = delay
-        self.manage_pods = manage_pods
+        self.nodeless = nodeless
+        self.manage_pods = manage_pods or nodeless
         self.pod_ip = pod_ip
         self.node_name = node_name
         self._task: asyncio.Task[None] | None = None
@@ -235,7 +245,53 @@ class DeploymentController:
     async def terminate_pod(self, pod: dict[str, Any]) -> None:
         """Called after a pod this controller spawned is gone (deleted, replaced, or collected)."""
 
+    def pending_pod(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        """A new replica as a ReplicaSet controller creates it: unbound, no status (``nodeless`` mode)."""
+        meta = deployment['metadata']
+        template = copy.deepcopy((deployment.get('spec') or {}).get('template') or {})
+        template_meta = template.get('metadata') or {}
+        spec = template.get('spec') or {}
+        spec.pop('nodeName', None)
+        return {
+            'apiVersion': 'v1',
+            'kind': 'Pod',
+            'metadata': {
+                'generateName': f"{meta['name']}-{template_hash(deployment)}-",
+                'namespace': meta.get('namespace'),
+                'labels': {**(template_meta.get('labels') or {}), 'pod-template-hash': template_hash(deployment)},
+                'annotations': dict(template_meta.get('annotations') or {}),
+                'ownerReferences': [{
+                    'apiVersion': 'apps/v1', 'kind': 'Deployment', 'name': meta['name'],
+                    'uid': meta['uid'], 'controller': True, 'blockOwnerDeletion': True,
+                }],
+            },
+            'spec': spec,
+        }
+
+    def _sync_pending_pods(self, deployment: dict[str, Any], replicas: int) -> int:
+        meta = deployment['metadata']
+        namespace = meta.get('namespace') or ''
+        current_hash = template_hash(deployment)
+        active = [
+            pod for pod in self.store.list_objects(PODS, namespace)
+            if any(ref.get('uid') == meta.get('uid') for ref in pod['metadata'].get('ownerReferences') or [])
+            and not pod['metadata'].get('deletionTimestamp')
+        ]
+        current = [p for p in active if (p['metadata'].get('labels') or {}).get('pod-template-hash') == current_hash]
+        # Outdated pods go; of the surplus, unready and unbound ones first (as the ReplicaSet controller).
+        current.sort(key=lambda p: (_is_ready(p), bool(p['spec'].get('nodeName')), p['metadata']['name']),
+                     reverse=True)
+        doomed = [p for p in active if p not in current] + current[replicas:]
+        for pod in doomed:
+            with contextlib.suppress(kmock.KubernetesError):
+                nodeless.delete_pod(self.store, namespace, pod['metadata']['name'])
+        for _ in range(replicas - len(current)):
+            self.store.create(PODS, self.pending_pod(deployment), namespace=namespace)
+        return sum(1 for pod in current[:replicas] if _is_ready(pod))
+
     async def _sync_pods(self, deployment: dict[str, Any], replicas: int) -> int:
+        if self.nodeless:
+            return self._sync_pending_pods(deployment, replicas)
         meta = deployment['metadata']
         namespace = meta.get('namespace')
         owned = {

@@ -8,9 +8,13 @@ Three pieces:
   condition's heartbeat, or the node lifecycle controller would mark it unreachable after
   ~40 s, taint it and flip its pods to NotReady;
 * :class:`PodSimulator` (a thread, per test namespace) binds Pending, unbound pods to
-  the fake node through ``pods/{name}/binding`` (there is no scheduler), marks them
-  Running/Ready through ``pods/{name}/status`` (there is no kubelet), and force-deletes pods
-  that are being deleted (without a kubelet a bound pod's graceful deletion never ends).
+  the fake node through ``pods/{name}/binding`` (there is no scheduler), runs each agent pod
+  (label ``alm.dev/agent``) as a local ``alm-agent`` process at its own loopback address
+  (:mod:`tests.e2e.kubelet`) and marks it Running/Ready through ``pods/{name}/status`` once
+  ``/readyz`` answers (other pods, e.g. the harness's pause pods, are marked at once with a
+  fake ``10.244.0.x`` IP: there is no kubelet), and finishes pods that are being deleted:
+  SIGTERM to the process, then a force-delete (without a kubelet a bound pod's graceful
+  deletion never ends).
 
 Nothing here touches Deployments or ReplicaSets: their status comes from the real
 controller-manager, which counts the pods we mark Ready.
@@ -28,9 +32,12 @@ from typing import Any
 
 from alm.kube import errors
 from alm.kube.api import APPLY, MERGE, Kube
+from tests.e2e.kubelet import READY_TIMEOUT, ProcessKubelet, is_agent_pod
+from tests.e2e.podstatus import NODE_IP, needs_status, not_ready_status, running_status
 
 __all__ = [
     "FAKE_NODE",
+    "NODE_IP",
     "NodeHeartbeat",
     "PodSimulator",
     "delete_fake_node",
@@ -44,7 +51,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 FAKE_NODE = "alm-e2e-fake-node"
-NODE_IP = "10.244.0.1"
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10.0
@@ -192,65 +198,6 @@ class NodeHeartbeat(threading.Thread):
                 self._lease_warned = True
 
 
-def running_status(pod: Mapping[str, Any], pod_ip: str, now: str) -> Obj:
-    """The status a kubelet reports for ``pod`` once all its containers run and pass readiness.
-
-    Like KWOK's ``pod-ready`` stage, except for readiness gates: their conditions belong to
-    whatever controller owns the gate, so they are kept as they are, and the pod is Ready only
-    when all of them are True (what a kubelet does).
-    """
-    spec = pod.get("spec") or {}
-    previous = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
-    gates = [g.get("conditionType") for g in spec.get("readinessGates") or []]
-    gate_conditions = [previous[g] for g in gates if g in previous]
-    gates_ok = all(previous.get(g, {}).get("status") == "True" for g in gates)
-
-    statuses = [
-        {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True, "started": True,
-         "restartCount": 0, "state": {"running": {"startedAt": now}}}
-        for c in spec.get("containers") or []
-    ]
-    init_statuses = []
-    for c in spec.get("initContainers") or []:
-        base = {"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True, "restartCount": 0}
-        if c.get("restartPolicy") == "Always":  # a sidecar: keeps running
-            init_statuses.append({**base, "started": True, "state": {"running": {"startedAt": now}}})
-        else:
-            init_statuses.append({**base, "state": {"terminated": {
-                "exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}})
-    conditions = [
-        {"type": t, "status": "True", "lastTransitionTime": now}
-        for t in ("PodScheduled", "Initialized", "ContainersReady")
-    ]
-    ready: Obj = {"type": "Ready", "status": "True" if gates_ok else "False", "lastTransitionTime": now}
-    if not gates_ok:
-        ready.update(reason="ReadinessGatesNotReady", message=f"waiting for readiness gates {gates}")
-    status: Obj = {
-        "phase": "Running",
-        "conditions": [*conditions, ready, *gate_conditions],
-        "hostIP": NODE_IP,
-        "hostIPs": [{"ip": NODE_IP}],
-        "podIP": pod_ip,
-        "podIPs": [{"ip": pod_ip}],
-        "startTime": (pod.get("status") or {}).get("startTime") or now,
-        "containerStatuses": statuses,
-    }
-    if init_statuses:
-        status["initContainerStatuses"] = init_statuses
-    return {"status": status}
-
-
-def _needs_status(pod: Mapping[str, Any]) -> bool:
-    """Not started yet, or its Ready condition disagrees with its readiness gates (a kubelet would fix it)."""
-    status = pod.get("status") or {}
-    if status.get("phase") != "Running" or not status.get("podIP"):
-        return True
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    gates = [g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []]
-    expected = "True" if all(conditions.get(g) == "True" for g in gates) else "False"
-    return conditions.get("Ready") != expected
-
-
 def force_delete_pod(kube: Kube, namespace: str, name: str, uid: str | None = None) -> bool:
     """``kubectl delete --grace-period=0 --force``; False if the pod was already gone."""
     body: Obj = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
@@ -268,10 +215,14 @@ class PodSimulator(threading.Thread):
     """Binds, starts and finishes the pods of one namespace on the fake node (see module doc).
 
     A thread polling every ``interval`` seconds: it must keep going whatever the test's
-    event loop is doing (scenarios call the API synchronously from it).
+    event loop is doing (scenarios call the API synchronously from it). With ``processes``
+    (the default) agent pods run as local processes (:class:`~tests.e2e.kubelet.ProcessKubelet`,
+    given ``agent_env`` on top of this process's environment); other pods only look started.
     """
 
-    def __init__(self, kube: Kube, namespace: str, node: str = FAKE_NODE, interval: float = 0.5) -> None:
+    def __init__(self, kube: Kube, namespace: str, node: str = FAKE_NODE, interval: float = 0.5, *,
+                 processes: bool = True, agent_env: Mapping[str, str] | None = None,
+                 ready_timeout: float = READY_TIMEOUT) -> None:
         super().__init__(name=f"pod-simulator-{namespace}", daemon=True)
         self.kube, self.namespace, self.node, self.interval = kube, namespace, node, interval
         self.errors: list[str] = []
@@ -281,13 +232,23 @@ class PodSimulator(threading.Thread):
         self._ips: dict[str, str] = {}
         self._next_ip = itertools.cycle(range(2, 255))
         self.stopping = threading.Event()
+        self.kubelet = ProcessKubelet(kube, namespace, env=agent_env, ready_timeout=ready_timeout,
+                                      on_error=self._error) if processes else None
+
+    @property
+    def pids(self) -> list[int]:
+        """Every agent process ever started (a test can check that none outlived the simulator)."""
+        return list(self.kubelet.pids) if self.kubelet is not None else []
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, then every process it started (SIGTERM, ≤ 10 s, SIGKILL) and the Service proxy."""
         self.stopping.set()
         if self.is_alive():
             self.join(timeout)
             if self.is_alive():
                 log.warning("pod simulator of %s did not stop within %.0fs", self.namespace, timeout)
+        if self.kubelet is not None:
+            self.kubelet.stop()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -305,23 +266,66 @@ class PodSimulator(threading.Thread):
 
     def step(self) -> None:
         """One pass over the namespace's pods."""
-        for pod in self.kube.list("Pod", self.namespace):
+        pods = self.kube.list("Pod", self.namespace)
+        for pod in pods:
             meta, spec = pod["metadata"], pod.get("spec") or {}
             name, uid = meta["name"], meta.get("uid")
             node = spec.get("nodeName")
             try:
                 if meta.get("deletionTimestamp"):
-                    if node == self.node and force_delete_pod(self.kube, self.namespace, name, uid):
-                        self.force_deleted += 1
+                    if node == self.node:
+                        self._finish(pod)
                 elif not node and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
                     if self._schedulable(pod) and self._bind(name, uid):
-                        self._mark_running(name)
-                elif node == self.node and _needs_status(pod):
-                    self._mark_running(name, pod)
+                        self._start(pod)
+                elif node == self.node:
+                    self._start(pod)
             except errors.NotFound:
                 continue  # deleted meanwhile
             except errors.ApiError as exc:
                 self._error(f"pod {name}: {type(exc).__name__}: {exc}")
+        if self.kubelet is not None:
+            self.kubelet.forget_missing({str(p["metadata"].get("uid")) for p in pods})
+
+    def _finish(self, pod: Mapping[str, Any]) -> None:
+        """A bound pod being deleted: stop its process (in the background) and then force-delete it."""
+        name, uid = pod["metadata"]["name"], pod["metadata"].get("uid")
+
+        def force_delete() -> None:
+            if force_delete_pod(self.kube, self.namespace, name, uid):
+                self.force_deleted += 1
+
+        if self.kubelet is None or not self.kubelet.terminate(str(uid), then=force_delete):
+            force_delete()
+
+    def _start(self, pod: Mapping[str, Any]) -> None:
+        """A pod bound to the fake node: an agent pod's process, or else only its status."""
+        if self.kubelet is None or not is_agent_pod(pod):
+            if needs_status(pod):
+                self._mark_running(pod["metadata"]["name"], pod if pod["spec"].get("nodeName") else None)
+            return
+        agent = self.kubelet.sync(pod)
+        status = pod.get("status") or {}
+        if agent.state == "ready" and agent.ip is not None:
+            if needs_status(pod) or status.get("podIP") != agent.ip:
+                self._write_status(pod, running_status(pod, agent.ip, _now()), agent.ip)
+                self.started += 1
+                log.info("%s: pod %s runs as pid %s at %s:%s", self.namespace, pod["metadata"]["name"],
+                         agent.process and agent.process.pid, agent.ip, agent.port)
+        elif agent.state in ("failed", "exited") and agent.reported != agent.state:
+            self._write_status(pod, not_ready_status(pod, agent.ip, _now(), agent.message,
+                                                     exit_code=agent.exit_code), agent.ip)
+            agent.reported = agent.state
+
+    def _write_status(self, pod: Mapping[str, Any], body: Obj, ip: str | None) -> None:
+        name = pod["metadata"]["name"]
+        try:
+            self.kube.merge_patch("Pod", self.namespace, name, body, subresource="status")
+        except errors.Invalid as exc:
+            self._error(f"pod {name}: the API server rejected its status with podIP {ip} as Invalid ({exc}); "
+                        "kube-apiserver accepts a loopback pod IP (only Endpoints/EndpointSlices refuse "
+                        "one), so this server validates more strictly: see docs/e2e.md")
+            raise
 
     def _schedulable(self, pod: Mapping[str, Any]) -> bool:
         """What a scheduler would check that we can: the fake node's labels satisfy the nodeSelector."""

@@ -97,15 +97,27 @@ class PrometheusServer:
             self.stop()
             raise
 
-    @staticmethod
-    def _config(targets: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
+    def _config(self, targets: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
         static = [{"targets": [urllib.parse.urlsplit(url).netloc], "labels": {**labels, "pod": pod}}
                   for pod, url in targets.items()]  # fmt: skip
+        # Pods that come and go (a rollout's canary) are discovered from a file, as Kubernetes
+        # discovery would find them: ``set_targets`` rewrites it and Prometheus watches it.
+        self.targets_file = self.workdir / "targets.json"
+        self.targets_file.write_text("[]")
         return {
             "global": {"scrape_interval": f"{SCRAPE_INTERVAL:g}s", "scrape_timeout": f"{SCRAPE_INTERVAL:g}s",
                        "evaluation_interval": f"{SCRAPE_INTERVAL:g}s"},
-            "scrape_configs": [{"job_name": "alm-agents", "metrics_path": "/metrics", "static_configs": static}],
+            "scrape_configs": [{"job_name": "alm-agents", "metrics_path": "/metrics", "static_configs": static,
+                                "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}]}],
         }  # fmt: skip
+
+    def set_targets(self, targets: Mapping[str, tuple[str, Mapping[str, str]]]) -> None:
+        """Replace the discovered targets: pod name -> (``host:port``, its labels). Atomic for the watcher."""
+        groups = [{"targets": [address], "labels": {**labels, "pod": pod}}
+                  for pod, (address, labels) in targets.items()]
+        partial = self.targets_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(groups))
+        partial.replace(self.targets_file)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -71,7 +71,7 @@ def _beat(report: dict[str, Any], name: str) -> dict[str, Any]:
 def test_the_story_plays_every_beat_in_order_in_under_two_minutes(run: Any) -> None:
     _, report = run
     assert [b["beat"] for b in report["timeline"]] == [
-        "deploy", "canary", "approval", "rollback", "budget", "retirement", "audit"]
+        "deploy", "canary", "rollback", "approval", "budget", "retirement", "audit"]
     elapsed = [b["elapsedSeconds"] for b in report["timeline"]]
     assert elapsed == sorted(elapsed) and report["totalSeconds"] < 120
     assert report["traffic"]["answered"] > 0
@@ -85,26 +85,39 @@ def test_deploy_runs_pods_as_real_processes(run: Any) -> None:
     assert sorted(c["kind"] for c in deploy["children"]) == sorted(story.beats.CHILD_KINDS)
 
 
-def test_a_good_canary_is_measured_approved_and_promoted(run: Any) -> None:
+def test_a_good_canary_is_measured_and_promoted_without_approval(run: Any) -> None:
     _, report = run
-    canary, approval = _beat(report, "canary"), _beat(report, "approval")
+    canary = _beat(report, "canary")
     assert canary["to"] == "support-bot-v2" and canary["from"] == "support-bot-v1"
-    assert canary["phase"] == "AwaitingApproval" and 50 in canary["weights"]
-    assert canary["analysisVerdicts"] == ["Successful"]
+    assert canary["steps"] == ["setWeight", "analysis"] and canary["approvals"] == []
+    assert 50 in canary["weights"] and canary["analysisVerdicts"] == ["Successful"]
     assert canary["successRate"] >= canary["threshold"] == 0.95
-    assert approval["approvedBy"] == "sandbox" and approval["approvedAt"]
-    assert approval["step"] == canary["currentStep"]
-    assert approval["phase"] == "Succeeded" and approval["stableVersion"] == "support-bot-v2"
+    assert canary["phase"] == "Succeeded" and canary["stableVersion"] == "support-bot-v2"
 
 
 def test_a_bad_canary_is_rolled_back_with_the_kpi(run: Any) -> None:
     _, report = run
     rollback = _beat(report, "rollback")
-    assert rollback["to"] == "support-bot-v3" and rollback["phase"] == "RolledBack"
+    assert rollback["to"] == "support-bot-v3" and rollback["from"] == "support-bot-v2"
+    assert rollback["phase"] == "RolledBack"
     assert (rollback["reason"], rollback["kpi"], rollback["threshold"]) == ("AnalysisFailed", "successRate", 0.95)
     assert rollback["value"] < 0.95
     assert rollback["agentCondition"]["reason"] == "AnalysisFailed"
     assert rollback["stableVersion"] == "support-bot-v2"
+
+
+def test_after_the_rollback_a_fix_waits_at_the_approval_gate_is_approved_and_promoted(run: Any) -> None:
+    _, report = run
+    approval = _beat(report, "approval")
+    assert approval["to"] == "support-bot-v4" and approval["from"] == "support-bot-v2"
+    assert approval["steps"] == ["setWeight", "analysis", "approval"]
+    assert 50 in approval["weights"] and approval["analysisVerdicts"] == ["Successful"]
+    assert approval["successRate"] >= approval["threshold"] == 0.95
+    # It waited at the gate (still there a second later) until the sandbox approved that step.
+    assert approval["waitedAtStep"] == approval["stillWaitingAtStep"] == approval["step"] == 2
+    assert [(a["step"], a["approvedBy"]) for a in approval["approvals"]] == [(2, "sandbox")]
+    assert approval["approvedBy"] == "sandbox" and approval["approvedAt"]
+    assert approval["phase"] == "Succeeded" and approval["stableVersion"] == "support-bot-v4"
 
 
 def test_the_budget_is_exceeded_and_the_agent_suspended(run: Any) -> None:
@@ -156,4 +169,5 @@ def test_the_text_timeline_names_each_beat() -> None:
     for text in ("deploy v1", "support-bot-v1 Available", "approved by sandbox", "rolled back automatically",
                  "successRate", "Suspended", "revoked 4 credentials", "sha256", "hash chain intact"):
         assert text in out, text
+    assert out.index("rolled back automatically") < out.index("approved by sandbox") < out.index("Suspended")
     assert "not-a-real-key-replace-me" not in out + result.stderr

@@ -27,11 +27,14 @@ CREDENTIAL_KINDS = ("Secret", "ServiceAccount", "Role", "RoleBinding")
 CHILD_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "Service", "NetworkPolicy",
                "PodDisruptionBudget", "Deployment")
 # Short steps and intervals so the whole story runs in well under two minutes: a canary is measured
-# for 3 s at 50%, then waits for a human. (A bad canary never reaches the gate.)
-CANARY = {"steps": [{"setWeight": 50}, {"analysis": {"duration": "3s"}},
-                    {"approval": {"message": "The analysis passed: look at the KPIs, then approve."}}],
-          # A loaded machine can leave a 1 s window without a finished task: tolerate a few.
-          "analysis": {"interval": "1s", "inconclusiveLimit": 10}}
+# for 3 s at 50 %, then promoted. (A bad canary is rolled back during those 3 s.)
+STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"analysis": {"duration": "3s"}}]
+# A loaded machine can leave a 1 s window without a finished task: tolerate a few.
+ANALYSIS = {"interval": "1s", "inconclusiveLimit": 10}
+CANARY = {"steps": STEPS, "analysis": ANALYSIS}
+# The approval beat's strategy: the same canary, then it waits for a human before the promotion.
+APPROVAL_MESSAGE = "The analysis passed: look at the KPIs, then approve."
+CANARY_WITH_APPROVAL = {"steps": [*STEPS, {"approval": {"message": APPROVAL_MESSAGE}}], "analysis": ANALYSIS}
 MONITORING = {"interval": "1s", "consecutiveBreaches": 2}
 GOOD = {"successRate": "1.0", "toolErrorRate": "0", "inputTokens": "500", "outputTokens": "200"}
 BAD_SUCCESS_RATE = "0.5"
@@ -168,45 +171,49 @@ def _stable(stage: Stage, version: str) -> dict[str, Any]:
                       f"{version} to become the stable version")
 
 
+def _analysis(rollout: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The verdicts of the rollout's step analyses, and its newest successRate measurement."""
+    verdicts = sorted({str(run.get("verdict")) for run in rollout["status"].get("analysisRuns") or []
+                       if run.get("step") is not None})
+    return verdicts, _successful_rate(rollout)
+
+
+def _steps(rollout: dict[str, Any]) -> list[str]:
+    """The kinds of the rollout's canary steps, as the AgentRollout spells them (setWeight, analysis, approval)."""
+    return [next(iter(step)) for step in rollout["spec"]["strategy"]["canary"]["steps"]]
+
+
+def _canary_weight(weights: list[int]) -> int | None:
+    """The canary's weight on the way (neither 0 nor the promotion's 100)."""
+    return next((w for w in weights if 0 < w < 100), None)
+
+
+def _joined(first: list[int], then: list[int]) -> list[int]:
+    joined = list(first)
+    for weight in then:
+        if not joined or joined[-1] != weight:
+            joined.append(weight)
+    return joined
+
+
 def canary(stage: Stage) -> dict[str, Any]:
-    """A good canary: 50%, the analysis passes on real measurements, then it waits at the approval gate."""
+    """A good canary: 50 %, the analysis passes on real measurements, and it is promoted (no approval step)."""
     before = stage.status().get("stableVersion")
     target = stage.add_version(f"{stage.agent}-v2")
     stage.patch_agent({"version": target})
-    rollout, weights = _rollout(stage, target, lambda s: s.get("phase") == "AwaitingApproval",
-                                f"{target} to pass its analysis and wait for approval")
-    measured = _successful_rate(rollout)
-    verdicts = sorted({str(run.get("verdict")) for run in rollout["status"].get("analysisRuns") or []
-                       if run.get("step") is not None})
+    rollout, weights = _rollout(stage, target, lambda s: s.get("phase") == "Succeeded",
+                                f"{target} to pass its analysis and be promoted")
+    status = _stable(stage, target)
+    verdicts, measured = _analysis(rollout)
     return {
         "rollout": rollout["metadata"]["name"], "from": before, "to": target, "phase": rollout["status"]["phase"],
-        "weights": weights, "currentStep": rollout["status"].get("currentStep"), "analysisVerdicts": verdicts,
+        "weights": weights, "steps": _steps(rollout),
+        "analysisVerdicts": verdicts, "approvals": rollout["status"].get("approvals") or [],
         "successRate": measured.get("value"), "threshold": measured.get("threshold"),
-        "summary": (f"canary {target} at {rollout['status'].get('weight')}%: successRate "
-                    f"{_num(measured.get('value'))} ≥ {_num(measured.get('threshold'))}, analysis "
-                    f"{'/'.join(verdicts) or '-'}; waiting at the approval gate (step "
-                    f"{rollout['status'].get('currentStep')})"),
-    }
-
-
-def approve(stage: Stage) -> dict[str, Any]:
-    """The human step: the sandbox approves the waiting canary as "sandbox"; it goes to 100% and becomes stable."""
-    target = f"{stage.agent}-v2"
-    waiting, _ = _rollout(stage, target, lambda s: s.get("phase") == "AwaitingApproval", f"{target} to wait")
-    time.sleep(1.0)  # it really waits: the analysis goes on, the step does not move
-    stage.kube.merge_patch("AgentRollout", stage.namespace, waiting["metadata"]["name"], {"metadata": {
-        # The value names the step approved: an approval never passes a later gate by accident.
-        "annotations": {"alm.dev/approve": str(waiting["status"]["currentStep"]), "alm.dev/approved-by": APPROVER}}})
-    rollout, weights = _rollout(stage, target, lambda s: s.get("phase") == "Succeeded", f"{target} to be promoted")
-    status = _stable(stage, target)
-    approvals = rollout["status"].get("approvals") or [{}]
-    return {
-        "rollout": rollout["metadata"]["name"], "to": target, "phase": rollout["status"]["phase"],
-        "weights": weights, "step": approvals[-1].get("step"),
-        "approvedBy": approvals[-1].get("approvedBy"), "approvedAt": approvals[-1].get("approvedAt"),
         "stableVersion": status.get("stableVersion"),
-        "summary": (f"approved by {approvals[-1].get('approvedBy')} at step {approvals[-1].get('step')}: "
-                    f"weight {rollout['status'].get('weight')}%, promoted, stable is {status.get('stableVersion')}"),
+        "summary": (f"canary {target} at {_canary_weight(weights)}%: successRate "
+                    f"{_num(measured.get('value'))} ≥ {_num(measured.get('threshold'))}, analysis "
+                    f"{'/'.join(verdicts) or '-'}; promoted, stable is {status.get('stableVersion')}"),
     }
 
 
@@ -230,6 +237,39 @@ def roll_back(stage: Stage) -> dict[str, Any]:
         "summary": (f"canary {target} rolled back automatically ({abort.get('reason')}): {abort.get('kpi')} "
                     f"{_num(abort.get('value'))} < {_num(abort.get('threshold'))}; stable stays "
                     f"{status.get('stableVersion')}"),
+    }
+
+
+def approve(stage: Stage) -> dict[str, Any]:
+    """A fix after the rollback, behind an approval gate: the canary of v4 passes its analysis and waits
+    for a human; the sandbox approves it as "sandbox" (the annotations ``kubectl alm approve`` writes);
+    it goes to 100 % and becomes stable."""
+    before = stage.status().get("stableVersion")
+    target = stage.add_version(f"{stage.agent}-v4")
+    stage.patch_agent({"version": target, "rollout": {"canary": CANARY_WITH_APPROVAL}})
+    waiting, weights = _rollout(stage, target, lambda s: s.get("phase") == "AwaitingApproval",
+                                f"{target} to pass its analysis and wait for approval")
+    gate = waiting["status"]["currentStep"]
+    time.sleep(1.0)  # it really waits: the analysis goes on, the step does not move
+    still, _ = _rollout(stage, target, lambda s: s.get("phase") == "AwaitingApproval", f"{target} to wait")
+    stage.kube.merge_patch("AgentRollout", stage.namespace, waiting["metadata"]["name"], {"metadata": {
+        # The value names the step approved: an approval never passes a later gate by accident.
+        "annotations": {"alm.dev/approve": str(gate), "alm.dev/approved-by": APPROVER}}})
+    rollout, later = _rollout(stage, target, lambda s: s.get("phase") == "Succeeded", f"{target} to be promoted")
+    status = _stable(stage, target)
+    verdicts, measured = _analysis(rollout)
+    approvals = rollout["status"].get("approvals") or [{}]
+    return {
+        "rollout": rollout["metadata"]["name"], "from": before, "to": target, "phase": rollout["status"]["phase"],
+        "weights": _joined(weights, later),
+        "steps": _steps(rollout), "waitedAtStep": gate, "stillWaitingAtStep": still["status"].get("currentStep"),
+        "analysisVerdicts": verdicts, "successRate": measured.get("value"), "threshold": measured.get("threshold"),
+        "approvals": approvals, "step": approvals[-1].get("step"),
+        "approvedBy": approvals[-1].get("approvedBy"), "approvedAt": approvals[-1].get("approvedAt"),
+        "stableVersion": status.get("stableVersion"),
+        "summary": (f"canary {target} analysed ({'/'.join(verdicts) or '-'}), waited at step {gate}, approved by "
+                    f"{approvals[-1].get('approvedBy')}: weight {rollout['status'].get('weight')}%, promoted, "
+                    f"stable is {status.get('stableVersion')}"),
     }
 
 

@@ -8,8 +8,9 @@ provider measures real metrics; the real operator runs against it exactly as ``a
 The story starts from the packaged example (the files of ``manifests/examples/``), tuned for
 speed (1 s analysis and monitoring intervals, a simulated model per version), and plays its
 beats (:mod:`alm.sandbox.beats`) while a traffic generator (:mod:`alm.sandbox.traffic`) sends
-tasks to the running pods: deploy v1, measure a good canary, approve and promote it, roll back a
-bad one, exceed a budget, retire the agent, verify the audit chain. Each beat's facts are
+tasks to the running pods: deploy v1, measure a good canary and promote it, roll back a bad one,
+pass a fix through an approval gate (the sandbox approves it) and promote it, exceed a budget,
+retire the agent, verify the audit chain. Each beat's facts are
 read from the API; they are printed as a timeline, or as JSON with ``-o json``.
 """
 
@@ -45,8 +46,8 @@ EXAMPLE_FILES = ("secret.yaml", "agentversion.yaml", "agent.yaml")
 # Fast, reproducible simulated agents: 5 ms model calls, seeded draws.
 AGENT_ENV = {"ALM_SIM_SEED": "7", "ALM_SIM_LATENCY_MS": "5"}
 TITLES = {
-    "deploy": "deploy v1", "canary": "canary analysed", "approval": "approved, promoted",
-    "rollback": "canary rolled back", "budget": "budget exceeded", "retirement": "retired", "audit": "audit verified",
+    "deploy": "deploy v1", "canary": "canary promoted", "rollback": "canary rolled back",
+    "approval": "approved, promoted", "budget": "budget exceeded", "retirement": "retired", "audit": "audit verified",
 }
 
 
@@ -93,8 +94,8 @@ def run_story(server: ApiServerThread, timeout: float,
     traffic = Traffic(kube, NAMESPACE, stage.agent)
     with traffic:
         play("canary", lambda: beats.canary(stage))
-        play("approval", lambda: beats.approve(stage))
         play("rollback", lambda: beats.roll_back(stage))
+        play("approval", lambda: beats.approve(stage))
         play("budget", lambda: beats.exceed_budget(stage))
     play("retirement", lambda: beats.retire(stage))
     play("audit", lambda: beats.audit_verdict(stage))

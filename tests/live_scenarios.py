@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import threading
 import urllib.error
 import urllib.request
@@ -118,6 +119,68 @@ class ServiceTraffic(Traffic):
     def _selector(self) -> dict[str, str]:
         found = scenarios.get(self.cluster, "Service", self.service)
         return dict(((found or {}).get("spec") or {}).get("selector") or {"alm.dev/none": "none"})
+
+
+class GatewayTraffic(Traffic):
+    """Requests through the HTTPRoute ``route``, as a Gateway would carry them (there is none here).
+
+    Each request goes to one ``backendRef`` Service drawn by weight, then to a Running pod that
+    Service selects; a ``RequestMirror`` filter sends a copy (``percent`` of requests) to the
+    pods of its Service, whose answer is dropped. Counts what went where.
+    """
+
+    def __init__(self, cluster: Cluster, route: str) -> None:
+        super().__init__(cluster)
+        self.route = route
+        self.served: dict[tuple[str, bool], int] = {}  # (backend, while the route mirrored) -> requests
+        self.mirrored: dict[str, int] = {}
+
+    def _run(self) -> None:
+        i = 0
+        draw = random.Random(7)
+        while not self.stop.is_set():
+            found = scenarios.get(self.cluster, "HTTPRoute", self.route)
+            rules = ((found or {}).get("spec") or {}).get("rules") or []
+            for _ in range(10):
+                if not rules or self.stop.is_set():
+                    break
+                rule = rules[0]
+                refs = [r for r in rule.get("backendRefs") or [] if int(r.get("weight", 1)) > 0]
+                mirrors = [f["requestMirror"] for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
+                if refs:
+                    ref = draw.choices(refs, weights=[int(r.get("weight", 1)) for r in refs])[0]
+                    if self._send(ref["name"], i):
+                        key = (ref["name"], bool(mirrors))
+                        self.served[key] = self.served.get(key, 0) + 1
+                        self.answers += 1
+                for mirror in mirrors:
+                    if draw.uniform(0, 100) < float(mirror.get("percent", 100)) and \
+                            self._send(mirror["backendRef"]["name"], i):
+                        self.mirrored[mirror["backendRef"]["name"]] = self.mirrored.get(
+                            mirror["backendRef"]["name"], 0) + 1
+                i += 1
+                self.stop.wait(0.02)
+            else:
+                continue
+            self.stop.wait(0.1)  # no route yet
+
+    def _send(self, service: str, i: int) -> bool:
+        found = scenarios.get(self.cluster, "Service", service)
+        selector = ((found or {}).get("spec") or {}).get("selector")
+        addresses = pod_addresses(self.cluster, dict(selector)) if selector else []
+        if not addresses:
+            return False
+        request = urllib.request.Request(f"http://{addresses[i % len(addresses)]}/v1/tasks", method="POST",
+                                         data=json.dumps({"input": f"question {i}"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+        except urllib.error.HTTPError:  # a failed task answers 500: still a task
+            pass
+        except OSError:  # a pod going away
+            return False
+        return True
 
 
 def _version(ns: str, name: str, success_rate: str = "1.0") -> dict[str, Any]:
@@ -541,6 +604,49 @@ async def _expect_monitoring(cluster: Cluster) -> None:
     assert {"KPIThresholdBreached", "BudgetExceeded"} <= reasons
 
 
+async def scenario_a_shadow_through_the_gateway_api_request_mirror_is_promoted(cluster: Cluster) -> None:
+    with shortened(rolloutpass, "GATEWAY_SCALE_DOWN_DELAY", 3):  # the 30 s grace (the operator runs in-process)
+        await _gateway_api_shadow(cluster)
+
+
+async def _gateway_api_shadow(cluster: Cluster) -> None:
+    """A shadow on the gatewayAPI router: the HTTPRoute mirrors half the requests to bot-canary."""
+    ns = cluster.namespace
+    scenarios.create(cluster, _version(ns, "bot-v1"))
+    shadow = {"duration": "4s", "mirrorPercent": 50, "analysis": {"interval": "1s"},
+              "relative": {"maxSuccessRateDrop": 0.1}}
+    scenarios.create(cluster, scenarios.agent(
+        ns, replicas=2, kpis=KPIS, exposure={"httpRoute": {"parentRefs": [{"name": "gateway"}]}},
+        rollout={"shadow": shadow, "trafficRouting": {"type": "gatewayAPI"}}))
+    await scenarios.wait_phase(cluster, "bot", "Available")
+    scenarios.create(cluster, _version(ns, "bot-v2"))
+    with GatewayTraffic(cluster, "bot") as gateway:
+        scenarios.patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+        mirroring = await cluster.wait_for(
+            lambda: (lambda r: r if r is not None and "filters" in r["spec"]["rules"][0] else None)(
+                scenarios.get(cluster, "HTTPRoute", "bot")), what="the RequestMirror filter on the HTTPRoute")
+        (rule,) = mirroring["spec"]["rules"]
+        assert rule["filters"] == [{"type": "RequestMirror", "requestMirror": {
+            "backendRef": {"kind": "Service", "name": "bot-canary", "port": 80}, "percent": 50}}], rule
+        assert {r["name"]: r.get("weight", 1) for r in rule["backendRefs"]} == {"bot-stable": 100, "bot-canary": 0}
+        canary = scenarios.get(cluster, "Service", "bot-canary") or {}
+        assert canary["spec"]["selector"] == {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}
+        done = await _wait_rollout(cluster, "Succeeded", lambda s: s.get("phase") == "Succeeded")
+        served, mirrored = dict(gateway.served), dict(gateway.mirrored)
+    # While the route mirrored, live traffic went to bot-stable only; bot-canary got the copies.
+    assert served.get(("bot-canary", True), 0) == 0 and served.get(("bot-stable", True), 0) > 0, served
+    assert mirrored.get("bot-canary", 0) > 0, mirrored
+    (run,) = done["status"]["analysisRuns"]
+    assert run["verdict"] == "Successful"
+    assert {"successRate", "successRateDrop"} <= {m["kpi"] for m in run["measurements"]}, run
+    agent = await scenarios.wait_phase(cluster, "bot", "Available")
+    assert agent["status"]["stableVersion"] == "bot-v2"
+    await cluster.wait_for(lambda: _route_weights(cluster) == {"bot-stable": 100} or None, timeout=20,
+                           what="the HTTPRoute to send everything to bot-stable, without the mirror")
+    (rule,) = (scenarios.get(cluster, "HTTPRoute", "bot") or {})["spec"]["rules"]
+    assert not rule.get("filters"), rule
+
+
 ROLLOUT_SCENARIOS = [
     scenario_a_good_canary_reaches_100_percent_and_becomes_stable,
     scenario_a_bad_canary_is_rolled_back_with_the_kpi_in_status,
@@ -551,6 +657,7 @@ ROLLOUT_SCENARIOS = [
     scenario_gateway_api_weights_follow_the_steps_on_the_http_route,
     scenario_a_good_shadow_is_compared_with_stable_and_promoted,
     scenario_a_bad_shadow_is_rolled_back_without_ever_serving,
+    scenario_a_shadow_through_the_gateway_api_request_mirror_is_promoted,
 ]
 MONITORING_SCENARIOS = [scenario_kpis_degraded_budget_and_suspension]
 LIVE_SCENARIOS = ROLLOUT_SCENARIOS + MONITORING_SCENARIOS

@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import fcntl
 import os
 import pathlib
 import shutil
@@ -73,26 +74,42 @@ def _bindable(host: str, port: int) -> bool:
 
 
 class _Loopback:
-    """Loopback addresses 127.0.0.N, unique among the live agent pods of every simulator here.
+    """Loopback addresses 127.0.0.N, unique among the live agent pods on this machine.
 
-    An address whose port is taken (another test run on this machine) is skipped.
+    Within this process a set says which are taken; across processes (two test runs at once) an
+    exclusive ``flock`` on ``<tmp>/alm-e2e-loopback/<address>.lock``, held while the pod lives and
+    dropped by the kernel if this process dies. An address whose port is taken anyway is skipped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lock_dir: pathlib.Path | None = None) -> None:
         self._lock = threading.Lock()
-        self._used: set[int] = set()
+        self._held: dict[int, int] = {}  # N -> the lock file's descriptor
+        self.lock_dir = lock_dir or pathlib.Path(tempfile.gettempdir()) / "alm-e2e-loopback"
 
     def acquire(self, port: int) -> str:
+        self.lock_dir.mkdir(exist_ok=True)
         with self._lock:
             for n in range(2, 255):
-                if n not in self._used and _bindable(f"127.0.0.{n}", port):
-                    self._used.add(n)
-                    return f"127.0.0.{n}"
-        raise RuntimeError(f"no loopback address 127.0.0.2-254 has port {port} free")
+                if n in self._held:
+                    continue
+                fd = os.open(self.lock_dir / f"127.0.0.{n}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(fd)
+                    continue
+                if not _bindable(f"127.0.0.{n}", port):
+                    os.close(fd)
+                    continue
+                self._held[n] = fd
+                return f"127.0.0.{n}"
+        raise RuntimeError(f"no loopback address 127.0.0.2-254 is free with port {port}")
 
     def release(self, ip: str) -> None:
         with self._lock:
-            self._used.discard(int(ip.rsplit(".", 1)[1]))
+            fd = self._held.pop(int(ip.rsplit(".", 1)[1]), None)
+        if fd is not None:
+            os.close(fd)  # drops the flock
 
 
 LOOPBACK = _Loopback()

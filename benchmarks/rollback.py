@@ -21,10 +21,12 @@ steady traffic to every pod of the Agent (the sandbox's traffic generator, as th
 
 What to expect: an analysis run fails at its ``failureLimit + 1``-th Failed measurement. Rounds
 are every interval, each over the interval since the previous one, so the first Failed round
-comes up to one interval after the flip (later when the bad part of its window is too small to
-drop the success rate under the limit), and each further one an interval later: about
-``(failureLimit + 1) x interval`` at worst, plus the pass's own latency (scrape, status write,
-the Agent's Service update).
+comes up to one interval after the flip (one more when less than 1 - minSuccessRate of its window
+was bad) and each further one an interval later: (failureLimit + 0.2) to (failureLimit + 1.2)
+intervals (``analysisCadenceRangeSeconds``), plus the passes' own latency (scrape, status write,
+the Agent's Service update). Timestamps have whole seconds, so a round may come up to a second
+early when another pass finds it due. The step's and the background analysis keep their own
+clocks; the first to fail rolls back.
 
     python benchmarks/rollback.py --runs 10 --intervals 1,5 --failure-limits 1,0
 """

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import pathlib
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,11 @@ class Cluster(Protocol):
     def count_writes(self) -> int | None: ...
 
     def describe_writes(self, since: int) -> str: ...
+
+    def kubeconfig(self) -> pathlib.Path:
+        """A kubeconfig file for this cluster as its user: its server, its credentials, and the test's
+        namespace as the current context's namespace (for ``kubectl alm``)."""
+        ...
 
 
 # --- objects as a user writes them ----------------------------------------------------

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pathlib
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+import yaml
 from kubernetes import client as k8s
 
 from alm.handlers.registry import FINALIZER
@@ -24,7 +28,7 @@ from alm.sandbox.operator_thread import OperatorThread
 from tests.e2e.nodes import PodSimulator
 from tests.e2e.settings import E2ESettings
 
-__all__ = ["ALM_KINDS", "E2E_LABEL", "E2ECluster", "e2e_cluster", "new_namespace_name"]
+__all__ = ["ALM_KINDS", "E2E_LABEL", "E2ECluster", "e2e_cluster", "namespaced_kubeconfig", "new_namespace_name"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +51,20 @@ class E2ECluster:
     """Satisfies ``tests.scenarios.Cluster`` against a real API server."""
 
     def __init__(self, kube: Kube, namespace: str, operator: OperatorThread, *,
-                 timeout_factor: float = 1.0, simulator: PodSimulator | None = None) -> None:
+                 timeout_factor: float = 1.0, simulator: PodSimulator | None = None,
+                 kubeconfig: pathlib.Path | None = None) -> None:
         self.kube = kube
         self.namespace = namespace
         self.operator = operator
         self.timeout_factor = timeout_factor
         self.simulator = simulator
+        self._kubeconfig = kubeconfig
+
+    def kubeconfig(self) -> pathlib.Path:
+        """The cluster's kubeconfig, copied with the test's namespace as its context's (see e2e_cluster)."""
+        if self._kubeconfig is None:
+            raise RuntimeError("this E2ECluster was made without a kubeconfig copy (use e2e_cluster)")
+        return self._kubeconfig
 
     async def wait_for(self, probe: Callable[[], T | None], *, timeout: float = 30, what: str = "") -> T:
         """Poll ``probe`` (in a worker thread) until it returns something other than None/False.
@@ -122,6 +134,57 @@ class E2ECluster:
 
 
 # --- the per-test lifecycle ---------------------------------------------------------------
+
+# Paths a kubeconfig may hold, relative to the kubeconfig's own directory (as kubectl reads them).
+_CLUSTER_FILES = ("certificate-authority",)
+_USER_FILES = ("client-certificate", "client-key", "tokenFile")
+
+
+def _absolute(value: Any, base: pathlib.Path) -> Any:
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        return str(base / value)
+    return value
+
+
+def namespaced_kubeconfig(source: str | os.PathLike[str], context: str | None, namespace: str,
+                          target: pathlib.Path) -> pathlib.Path:
+    """Copy the kubeconfig ``source`` to ``target`` (mode 0600) with ``namespace`` as the namespace of
+    ``context`` (default: its current context), which becomes the current context.
+
+    Credentials are copied as they are; file paths relative to ``source``'s directory (certificates,
+    keys, token files, an exec plugin named by a relative path) are made absolute, so the copy
+    works from another directory.
+    """
+    origin = pathlib.Path(source).resolve()
+    document = yaml.safe_load(origin.read_text()) or {}
+    name = context or document.get("current-context")
+    entry = next((c for c in document.get("contexts") or [] if c.get("name") == name), None)
+    if entry is None:
+        raise ValueError(f"context {name!r} is not in the kubeconfig {str(source)!r}")
+    entry.setdefault("context", {})["namespace"] = namespace
+    document["current-context"] = name
+    base = origin.parent
+    for item in document.get("clusters") or []:
+        cluster = item.get("cluster") or {}
+        for key in _CLUSTER_FILES:
+            if key in cluster:
+                cluster[key] = _absolute(cluster[key], base)
+    for item in document.get("users") or []:
+        user = item.get("user") or {}
+        for key in _USER_FILES:
+            if key in user:
+                user[key] = _absolute(user[key], base)
+        plugin = user.get("exec") or {}
+        command = plugin.get("command")
+        if isinstance(command, str) and os.sep in command:  # a bare name is looked up on PATH
+            plugin["command"] = _absolute(command, base)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        yaml.safe_dump(document, out, sort_keys=False)
+    target.chmod(0o600)  # also when it existed with looser bits
+    return target
+
 
 def _create_namespace(kube: Kube, name: str) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Namespace",
@@ -196,7 +259,8 @@ async def e2e_cluster(configuration: k8s.Configuration, settings: E2ESettings, *
 
     Teardown: our custom objects are deleted while the operator still runs (it must release
     its finalizer), then the operator stops, then the namespace is deleted (with simulated
-    nodes, its pods are seen through before the simulator stops).
+    nodes, its pods are seen through before the simulator stops), and last the per-test copy
+    of the kubeconfig (``E2ECluster.kubeconfig()``, for ``kubectl alm``) is removed.
     """
     namespace = new_namespace_name()
     api_client = k8s.ApiClient(configuration)
@@ -205,6 +269,9 @@ async def e2e_cluster(configuration: k8s.Configuration, settings: E2ESettings, *
     simulator: PodSimulator | None = None
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(api_client.close)
+        workdir = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{namespace}-")))
+        kubeconfig = namespaced_kubeconfig(settings.kubeconfig, settings.context, namespace,
+                                           workdir / "kubeconfig")
         await asyncio.to_thread(_create_namespace, kube, namespace)
         log.info("created namespace %s", namespace)
         if fake_node is not None:
@@ -218,4 +285,5 @@ async def e2e_cluster(configuration: k8s.Configuration, settings: E2ESettings, *
         await asyncio.to_thread(operator.start)
         stack.push_async_callback(asyncio.to_thread, operator.stop)
         stack.push_async_callback(_delete_alm_objects, kube, namespace)
-        yield E2ECluster(kube, namespace, operator, timeout_factor=settings.timeout_factor, simulator=simulator)
+        yield E2ECluster(kube, namespace, operator, timeout_factor=settings.timeout_factor, simulator=simulator,
+                         kubeconfig=kubeconfig)

@@ -71,7 +71,10 @@ async def operator_in_fresh_namespace(srv: ApiServerThread, prefix: str) -> Asyn
     try:
         yield cluster
     finally:
-        await cluster.stop_operator()
+        try:
+            await cluster.stop_operator()
+        finally:
+            cluster.close()
 
 
 @pytest.fixture

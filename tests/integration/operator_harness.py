@@ -9,6 +9,8 @@ client, as a user's ``kubectl`` would.
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import tempfile
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,10 +19,12 @@ from alm.kube import errors
 from alm.kube.api import Kube
 from alm.sandbox.apiserver import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
+from tests.e2e.kubeconfig import write_kubeconfig
 
 T = TypeVar("T")
 
 USER_FIELD_MANAGER = "alm-test-user"
+KUBECONFIG_USER = "alm-it-user"  # the user (and cluster, context) the kubeconfig names; the emulator has no auth
 
 
 class EmulatedCluster:
@@ -31,6 +35,22 @@ class EmulatedCluster:
         self.namespace = namespace
         self.kube = Kube(server.api_client(), field_manager=USER_FIELD_MANAGER)
         self.operator = OperatorThread(server.configuration(), [namespace])
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def kubeconfig(self) -> pathlib.Path:
+        """A kubeconfig for this server whose context's namespace is the test's (written on first use)."""
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="alm-it-kubeconfig-")
+        path = pathlib.Path(self._tmp.name) / "kubeconfig"
+        if not path.exists():
+            write_kubeconfig(path, self.server.url, name=KUBECONFIG_USER, namespace=self.namespace)
+        return path
+
+    def close(self) -> None:
+        """Remove the kubeconfig's directory (the operator is stopped separately)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
     async def start_operator(self) -> None:
         await asyncio.to_thread(self.operator.start)

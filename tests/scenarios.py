@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
+import os
 import pathlib
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
+
+import yaml
 
 from alm.core import archive, audit
 from alm.handlers.registry import FINALIZER
@@ -226,6 +233,69 @@ async def assert_never_provisioned(cluster: Cluster, seconds: float = 3.0) -> No
                 c["metadata"]["labels"].get("alm.dev/component") == "credentials"] == [], f"a {kind} came back"
     bot = get(cluster, "Agent", "bot")
     assert bot is not None and bot["status"]["phase"] == "Retired"
+
+
+# --- kubectl alm, as a user runs it ---------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CliRun:
+    args: tuple[str, ...]
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __str__(self) -> str:
+        return f"kubectl alm {' '.join(self.args)} -> exit {self.code}\nstdout:\n{self.out}\nstderr:\n{self.err}"
+
+
+def kubectl_alm_command() -> list[str]:
+    """The installed plugin (the ``kubectl-alm`` console script next to this Python), else the module."""
+    script = pathlib.Path(sys.executable).with_name("kubectl-alm")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "alm.cli.kubectl"]
+
+
+def start_kubectl_alm(kubeconfig: pathlib.Path, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.Popen([*kubectl_alm_command(), "--kubeconfig", str(kubeconfig), *args], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_kubectl_alm(process: subprocess.Popen[str], args: tuple[str, ...], timeout: float = 60) -> CliRun:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return CliRun(args, process.returncode, out, err)
+
+
+def run_kubectl_alm(kubeconfig: pathlib.Path, *args: str) -> CliRun:
+    """One ``kubectl alm`` command in its own process (blocking): exit code, stdout, stderr."""
+    return finish_kubectl_alm(start_kubectl_alm(kubeconfig, *args), args)
+
+
+async def kubectl_alm(cluster: Cluster, *args: str) -> CliRun:
+    return await asyncio.to_thread(run_kubectl_alm, cluster.kubeconfig(), *args)
+
+
+def kubeconfig_user(path: pathlib.Path) -> str | None:
+    """The user named by the kubeconfig's current context (what ``kubectl alm approve`` records)."""
+    document = yaml.safe_load(path.read_text()) or {}
+    current = document.get("current-context")
+    context = next((c.get("context") or {} for c in document.get("contexts") or [] if c.get("name") == current), {})
+    user = context.get("user")
+    return str(user) if user else None
+
+
+def the_rollout(cluster: Cluster, agent_name: str = "bot", target: str | None = None) -> dict[str, Any] | None:
+    found = [r for r in cluster.kube.list("AgentRollout", cluster.namespace)
+             if r["spec"]["agentRef"]["name"] == agent_name and target in (None, r["spec"].get("targetVersion"))]
+    assert len(found) <= 1, [r["metadata"]["name"] for r in found]
+    return found[0] if found else None
 
 
 # --- scenarios --------------------------------------------------------------------------
@@ -459,6 +529,122 @@ async def scenario_deletion_revokes_credentials(cluster: Cluster) -> None:
     assert audit_log(cluster), "the audit log outlives the Agent"
 
 
+async def scenario_kubectl_alm_drives_a_rollout_and_a_retirement(cluster: Cluster) -> None:
+    """A user steers a canary and a retirement with ``kubectl alm`` alone: the installed plugin, in its
+    own process, with a kubeconfig whose context names the test namespace. No KPIs and no analysis,
+    so it needs no agent process (a node-less control plane only marks the pods Ready).
+    """
+    ns = cluster.namespace
+    steps = [{"setWeight": 50}, {"approval": {"message": "check the canary"}}, {"pause": {}}]
+    create(cluster, agent_version(ns, "bot-v1", tools=False))
+    create(cluster, agent(ns, permissions=PERMISSIONS, rollout={"canary": {"steps": steps}}))
+    await wait_phase(cluster, "bot", "Available")
+    create(cluster, agent_version(ns, "bot-v2", tools=False))
+    patch_spec(cluster, "Agent", "bot", {"version": "bot-v2"})
+    kubeconfig = cluster.kubeconfig()
+
+    def at(phase: str, step: int) -> Callable[[], dict[str, Any] | None]:
+        def probe() -> dict[str, Any] | None:
+            found = the_rollout(cluster, target="bot-v2")
+            status = (found or {}).get("status") or {}
+            return found if status.get("phase") == phase and status.get("currentStep") == step else None
+        return probe
+
+    waiting = await cluster.wait_for(at("AwaitingApproval", 1), timeout=60, what="the rollout at its approval step")
+    name = waiting["metadata"]["name"]
+    assert waiting["status"]["weight"] == 50
+
+    def listed() -> dict[str, Any] | None:  # the Agent's status follows its rollout's
+        run = run_kubectl_alm(kubeconfig, "list", "-o", "json")
+        assert run.code == 0, run
+        row = next((r for r in run.json()["items"] if r["name"] == "bot"), None)
+        return row if row is not None and row["canaryWeight"] == 50 else None
+
+    row = await cluster.wait_for(listed, what="'kubectl alm list' to show bot's canary at 50%")
+    assert (row["version"], row["stable"], row["canary"]) == ("bot-v2", "bot-v1", "bot-v2"), row
+
+    status = await kubectl_alm(cluster, "status", "bot", "-o", "json")
+    assert status.code == 0, status
+    shown = status.json()
+    assert shown["agent"]["namespace"] == ns  # from the kubeconfig's context: no -n anywhere
+    rollout = shown["rollout"]
+    assert (rollout["name"], rollout["phase"], rollout["currentStep"], rollout["weight"]) == (
+        name, "AwaitingApproval", 1, 50), rollout
+    assert rollout["awaitingApproval"] is True and rollout["approvals"] == []
+    human = await kubectl_alm(cluster, "status", "bot")
+    assert human.code == 0 and "run 'kubectl alm approve bot'" in human.out, human
+
+    approved = await kubectl_alm(cluster, "approve", "bot", "-o", "json")
+    assert approved.code == 0, approved
+    annotations = approved.json()["annotations"]
+    who = annotations["alm.dev/approved-by"]
+    assert who and who == kubeconfig_user(kubeconfig), (who, kubeconfig_user(kubeconfig))
+    assert annotations["alm.dev/approve"] == "1"  # names the step it approves
+    paused = await cluster.wait_for(at("Paused", 2), timeout=60, what="the rollout paused at step 2")
+    assert [(a["step"], a["approvedBy"]) for a in paused["status"]["approvals"]] == [(1, who)]
+    assert paused["status"]["weight"] == 50
+
+    status = await kubectl_alm(cluster, "status", "bot", "-o", "json")
+    assert status.code == 0, status
+    rollout = status.json()["rollout"]
+    assert (rollout["phase"], rollout["currentStep"], rollout["awaitingApproval"]) == ("Paused", 2, False), rollout
+    assert [a["approvedBy"] for a in rollout["approvals"]] == [who]
+
+    resumed = await kubectl_alm(cluster, "resume", "bot")
+    assert resumed.code == 0 and f"AgentRollout {name} (Paused): resume requested" in resumed.out, resumed
+    done = await cluster.wait_for(
+        lambda: (lambda r: r if ((r or {}).get("status") or {}).get("phase") == "Succeeded" else None)(
+            the_rollout(cluster, target="bot-v2")), timeout=60, what="the rollout to succeed")
+    assert done["status"]["weight"] == 100
+    assert not {"alm.dev/approve", "alm.dev/approved-by", "alm.dev/resume"} & set(
+        done["metadata"].get("annotations") or {}), "the controls were not consumed"
+    await cluster.wait_for(
+        lambda: (lambda a: a if (a.get("status") or {}).get("stableVersion") == "bot-v2" and any(
+            e.get("version") == "bot-v2" for e in a["status"].get("history") or []) else None)(
+            get(cluster, "Agent", "bot") or {}), timeout=60, what="bot-v2 stable, in the Agent's history")
+
+    history = await kubectl_alm(cluster, "history", "bot", "-o", "json")
+    assert history.code == 0, history
+    assert [(e["version"], e["result"], e["rollout"]) for e in history.json()["items"]] == [
+        ("bot-v2", "Succeeded", name)], history
+    status = await kubectl_alm(cluster, "status", "bot", "-o", "json")
+    assert status.code == 0 and status.json()["rollout"] is None, status  # none active any more
+    assert status.json()["agent"]["stable"] == "bot-v2"
+
+    audited = await kubectl_alm(cluster, "audit", "bot", "--verify", "-o", "json")
+    assert audited.code == 0, audited
+    log = audited.json()
+    assert log["verdict"]["ok"] is True, log["verdict"]
+    actions = [e["action"] for e in log["entries"]]
+    assert {"rolloutStarted", "rolloutStep", "approved", "promoted"} <= set(actions), actions
+    assert [e["actor"] for e in log["entries"] if e["action"] == "approved"] == [who]
+
+    issued = credentials(cluster)
+    assert {kind for kind, _ in issued} == set(CREDENTIAL_KINDS)
+    retiring = await asyncio.to_thread(start_kubectl_alm, kubeconfig, "retire", "bot", "--reason", "e2e",
+                                       "--grace", "0", "--wait", "--timeout", "3600")
+    try:  # the CLI waits for the operator; the scenario's wait (scaled on a real cluster) bounds it
+        await cluster.wait_for(lambda: retiring.poll() is not None, timeout=90,
+                               what="'kubectl alm retire bot --wait' to return")
+    finally:
+        retired = await asyncio.to_thread(finish_kubectl_alm, retiring, ("retire", "bot", "--wait"), 10)
+    assert retired.code == 0, retired
+    assert "AgentRetirement bot-retirement created" in retired.out and "Phase:      Retired" in retired.out
+    assert "Revocation receipts:" in retired.out and "SHA-256:" in retired.out, retired
+    for kind, cred in issued:
+        assert re.search(rf"^{kind}\s+{re.escape(cred)}\s+Revoked\s", retired.out, re.MULTILINE), (kind, cred, retired)
+    assert credentials(cluster) == {}
+    record = get(cluster, "AgentRetirement", "bot-retirement")
+    assert record is not None and record["spec"]["reason"] == "e2e"
+    await cluster.wait_for(lambda: (get(cluster, "Agent", "bot") or {}).get("status", {}).get("phase") == "Retired"
+                           or None, what="the Agent to be Retired")
+    status = await kubectl_alm(cluster, "status", "bot", "-o", "json")
+    assert status.code == 0 and status.json()["agent"]["phase"] == "Retired", status
+
+    missing = await kubectl_alm(cluster, "status", "nobody")
+    assert missing.code == 3 and "'nobody' not found" in missing.err and missing.out == "", missing
+
+
 SCENARIOS = [
     scenario_create,
     scenario_update,
@@ -468,6 +654,7 @@ SCENARIOS = [
     scenario_resync_is_quiet,
     scenario_retirement,
     scenario_deletion_revokes_credentials,
+    scenario_kubectl_alm_drives_a_rollout_and_a_retirement,
 ]
 
 

@@ -2,9 +2,10 @@
 
 Objects (and their status, as the operator would write it) are created directly through the
 API; the CLI reads and writes them over HTTP with a kubeconfig from ``ApiServerThread.kubeconfig()``.
-``retire --wait`` runs against the real retirement controller only when ``alm.handlers.wiring``
-registers it (see ``test_retire_wait_with_the_real_operator``); otherwise a stand-in writes the
-retirement's status so the waiting, the receipts and the exit codes are still exercised.
+``retire --wait`` runs once against the real retirement controller
+(``test_retire_wait_with_the_real_operator``); elsewhere a stand-in writes the retirement's status
+so every outcome (Retired, Failed) and its exit code is exercised. The whole CLI against the real
+operator, with a rollout, is ``scenario_kubectl_alm_drives_a_rollout_and_a_retirement`` (tests/scenarios.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import http.server
 import io
 import json
 import pathlib
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -378,20 +378,6 @@ def test_retire_wait_prints_the_receipts(cli: Cli, final: str, code: int) -> Non
         assert f"SHA-256:    {SHA}" in result.out
 
 
-def _retirement_wired() -> bool:
-    try:
-        import alm.handlers.retirement  # noqa: F401
-    except ImportError:
-        return False
-    from alm.handlers import wiring
-
-    source = pathlib.Path(wiring.__file__).read_text()
-    return re.search(r"^\s*(from alm\.handlers import .*\bretirement\b|import alm\.handlers\.retirement)",
-                     source, re.MULTILINE) is not None
-
-
-@pytest.mark.skipif(not _retirement_wired(), reason="alm.handlers.wiring does not register the retirement "
-                                                    "controller yet")
 async def test_retire_wait_with_the_real_operator(server: ApiServerThread, tmp_path: pathlib.Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     import asyncio

@@ -215,7 +215,7 @@ def _p(sorted_values: list[float], q: float) -> float:
 def summarise(interval: float, failure_limit: int | None, runs: list[dict[str, Any]]) -> dict[str, Any]:
     values = sorted(r["seconds"] for r in runs)
     goal = interval + 1.0
-    limit = 1 if failure_limit is None else failure_limit
+    limit = 0 if failure_limit is None else failure_limit
     return {
         "intervalSeconds": interval,
         "failureLimit": limit,
@@ -240,8 +240,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=10, help="runs per interval and failure limit")
     parser.add_argument("--intervals", default="1,5", help="analysis intervals in seconds, comma-separated")
-    parser.add_argument("--failure-limits", default="default,0",
-                        help="failureLimit values, comma-separated ('default' leaves it unset: 1)")
+    parser.add_argument("--failure-limits", default="default,1",
+                        help="failureLimit values, comma-separated ('default' leaves it unset: 0)")
     parser.add_argument("--phase", choices=("random", "after-measurement"), default="random",
                         help="flip at a random point of an interval after the first Successful measurement, "
                              "or right after it")

@@ -463,7 +463,7 @@ def test_nested_defaults() -> None:
     assert strategy.traffic_routing.type == "replicas"
     assert strategy.rollback == "stepped"
     analysis = AnalysisSpec()
-    assert (analysis.interval, analysis.failure_limit, analysis.inconclusive_limit) == ("30s", 1, 2)
+    assert (analysis.interval, analysis.failure_limit, analysis.inconclusive_limit) == ("30s", 0, 2)
     assert KPIThresholds().latency_quantile == 0.95
     retirement = AgentRetirementSpec.model_validate(RETIREMENT_SPEC)
     assert retirement.drain.grace_period_seconds == 30

@@ -365,8 +365,9 @@ class AnalysisSpec(AlmModel):
 
     interval: Duration = "30s"
     """Time between measurements, a duration such as 30s or 1m."""
-    failure_limit: int = Field(1, ge=0)
-    """Failed measurements tolerated; one more fails the analysis (and rolls back)."""
+    failure_limit: int = Field(0, ge=0)
+    """Failed measurements tolerated; one more fails the analysis (and rolls back). The default 0
+    rolls back on the first failed measurement, as in Argo Rollouts."""
     inconclusive_limit: int = Field(2, ge=0)
     """Inconclusive measurements (no data, query errors) tolerated before the rollout pauses."""
     thresholds: KPIThresholds | None = None

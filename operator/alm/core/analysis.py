@@ -164,7 +164,7 @@ class Criteria:
     queries: tuple[CustomQuery, ...] = ()
     interval: float = DEFAULT_INTERVAL
     duration: float | None = None  # None: open-ended (background analysis)
-    failure_limit: int = 1
+    failure_limit: int = 0
     inconclusive_limit: int = 2
     latency_quantile: float = 0.95
 

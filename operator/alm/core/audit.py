@@ -99,6 +99,7 @@ class AuditAction(enum.StrEnum):
     ROLLED_BACK = "rolledBack"
     BUDGET_EXCEEDED = "budgetExceeded"
     BUDGET_SUSPENDED = "budgetSuspended"
+    BUDGET_RESTORED = "budgetRestored"
     RETIREMENT_DRAINING = "retirementDraining"
     RETIREMENT_REVOKING = "retirementRevoking"
     CREDENTIAL_REVOKED = "credentialRevoked"

@@ -6,6 +6,12 @@ when it reports none). The verdict is a pure function of today's totals and the 
 a new day (totals start again at zero) or a raised budget lifts a suspension by itself, and
 no timer or stored "suspended" flag can get out of step with reality.
 
+Each transition of the verdict (within budget -> exceeded, and back) is a budget action for the
+audit log: :func:`audit_intent` is its entry (``budgetSuspended`` when the Agent is scaled to
+zero, ``budgetExceeded`` when it only alerts, ``budgetRestored`` when spending is within the
+budget again), and :func:`recorded` tells whether the log already holds it, so a pass repeated
+after a crash or a restart never appends it twice.
+
 Worked example: pricing 0.5 USD per million input tokens and 1.5 per million output tokens;
 an interval with 20 000 input and 4 000 output tokens and no reported cost costs
 20 000 * 0.5 / 1e6 + 4 000 * 1.5 / 1e6 = 0.01 + 0.006 = 0.016 USD.
@@ -14,16 +20,20 @@ an interval with 20 000 input and 4 000 output tokens and no reported cost costs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alm.api import BudgetSpec, ModelPricing
+from alm.core.audit import AuditAction, AuditIntent
 from alm.core.conditions import Condition, condition
 from alm.core.events import EventIntent
 
-__all__ = ["BudgetVerdict", "Usage", "accumulate", "evaluate", "price"]
+__all__ = ["AUDITED_ACTIONS", "BudgetVerdict", "Usage", "accumulate", "audit_intent", "evaluate", "price",
+           "recorded"]
 
 BUDGET_CONDITION = "BudgetExceeded"
+_OVER = (AuditAction.BUDGET_EXCEEDED, AuditAction.BUDGET_SUSPENDED)
+AUDITED_ACTIONS = (*_OVER, AuditAction.BUDGET_RESTORED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +51,7 @@ class BudgetVerdict:
     suspend: bool  # scale to zero now (onExceeded: suspend and over budget)
     condition: Condition
     events: tuple[EventIntent, ...] = ()
+    transition: bool = False  # the verdict changed (exceeded, or within budget again): a budget action
 
 
 def price(usage: Usage, pricing: ModelPricing) -> float:
@@ -87,4 +98,35 @@ def evaluate(spec: BudgetSpec | None, today: Mapping[str, Any], previous_conditi
         events = (EventIntent("BudgetExceeded", cond["message"], warning=True),)
     elif was and not exceeded:
         events = (EventIntent("BudgetRestored", "Spending is within the daily budget again"),)
-    return BudgetVerdict(exceeded, suspend, cond, events)
+    return BudgetVerdict(exceeded, suspend, cond, events, transition=bool(events))
+
+
+def audit_intent(agent: str, spec: BudgetSpec | None, today: Mapping[str, Any], verdict: BudgetVerdict
+                 ) -> AuditIntent:
+    """The audit entry of the budget state ``verdict`` stands for: what was spent, against what budget."""
+    if not verdict.exceeded:
+        action = AuditAction.BUDGET_RESTORED
+    else:
+        action = AuditAction.BUDGET_SUSPENDED if verdict.suspend else AuditAction.BUDGET_EXCEEDED
+    details: dict[str, Any] = {
+        "day": today.get("day"), "tokens": int(today.get("tokens", 0)), "usd": float(today.get("usd", 0.0)),
+        "tokensPerDay": spec.tokens_per_day if spec is not None else None,
+        "usdPerDay": spec.usd_per_day if spec is not None else None,
+        "onExceeded": spec.on_exceeded if spec is not None else None,
+        "message": verdict.condition["message"],
+    }
+    return AuditIntent(action, f"Agent/{agent}", details)
+
+
+def recorded(intent: AuditIntent, entries: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the log's newest budget entry already records the state of ``intent``.
+
+    Over budget (``budgetExceeded``/``budgetSuspended``) is recorded by an over-budget entry of the
+    same day (a new day's overrun is a new action); within budget by ``budgetRestored``, or by no
+    budget entry at all (nothing to restore).
+    """
+    last = next((e for e in reversed(entries) if e.get("action") in AUDITED_ACTIONS), None)
+    if intent.action not in _OVER:
+        return last is None or last.get("action") == AuditAction.BUDGET_RESTORED
+    return (last is not None and last.get("action") in _OVER
+            and (last.get("details") or {}).get("day") == intent.details.get("day"))

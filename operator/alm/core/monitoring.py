@@ -49,6 +49,7 @@ class MonitoringPlan:
     status: dict[str, Any]  # kpis, cost, monitoring, conditions: merged into Agent.status
     events: tuple[EventIntent, ...] = ()
     suspend: bool = False
+    budget_verdict: budget.BudgetVerdict | None = None  # its ``transition`` is a budget action to audit
 
 
 def breaches(thresholds: KPIThresholds | None, kpis: KPIValues) -> list[str]:
@@ -123,7 +124,7 @@ def plan_monitoring(
         "monitoring": {"breaches": {v: n for v, n in counts.items() if n}},
         "conditions": [*others, *merged],
     }
-    return MonitoringPlan(new_status, tuple(events), verdict.suspend)
+    return MonitoringPlan(new_status, tuple(events), verdict.suspend, verdict)
 
 
 def _add(a: float | None, b: float | None) -> float | None:

@@ -6,6 +6,12 @@ into status through the pure :mod:`alm.core.monitoring` planner, under the same 
 coalescing key as provisioning (the two never write an Agent's status at once).
 
 An Agent is monitored when it sets ``spec.monitoring``, ``spec.kpis`` or ``spec.budget``.
+
+A budget action (the verdict turning to exceeded, or back to within budget) is appended to the
+Agent's audit log before the status that carries it is written (write-ahead), unless the log
+already holds it (:func:`alm.core.budget.recorded`): a pass repeated after a crash or a failed
+status write records the transition once, and later passes (a resync, a restart) see no
+transition in status. When the log cannot be written the budget still acts; the miss is logged.
 Providers are created once per Agent and kept: the scrape provider measures windows
 against the scrapes it remembers.
 """
@@ -25,9 +31,9 @@ import pydantic
 from alm import providers
 from alm.api import AgentSpec, AgentVersionSpec, MetricProviderSpec, ModelPricing, parse_duration
 from alm.core import budget, monitoring, naming
-from alm.handlers import posting
+from alm.handlers import auditing, posting
 from alm.handlers.context import Context, utcnow
-from alm.kube import shell
+from alm.kube import errors, shell
 from alm.metrics import operator as metrics
 from alm.metrics.contract import KPI
 
@@ -200,7 +206,10 @@ async def _fold(ctx: Context, namespace: str, name: str, spec: AgentSpec,
     status = body.get("status") or {}
     pricing = _pricing(ctx, namespace, status.get("stableVersion"))
     day = datetime.datetime.now(datetime.UTC).date().isoformat()
-    plan = monitoring.plan_monitoring(spec, pricing, status, measured, now=utcnow(), day=day)
+    now = utcnow()
+    plan = monitoring.plan_monitoring(spec, pricing, status, measured, now=now, day=day)
+    if plan.budget_verdict is not None and plan.budget_verdict.transition:
+        await _audit_budget(ctx, namespace, name, spec, plan.status.get("cost") or {}, plan.budget_verdict, now)
     outcome = await asyncio.to_thread(shell.execute, ctx.kube, body, status=plan.status,
                                       owned_status=MONITOR_STATUS_KEYS)
     if outcome.patched:
@@ -213,6 +222,18 @@ async def _fold(ctx: Context, namespace: str, name: str, spec: AgentSpec,
     metrics.AGENT_BUDGET_EXCEEDED.labels(namespace=namespace, agent=name).set(1.0 if over.get("status") == "True"
                                                                              else 0.0)
     posting.post(body, plan.events)
+
+
+async def _audit_budget(ctx: Context, namespace: str, name: str, spec: AgentSpec, today: Mapping[str, Any],
+                        verdict: budget.BudgetVerdict, now: str) -> None:
+    """Append the budget action's entry, once: not when the log already records this state."""
+    intent = budget.audit_intent(name, spec.budget, today, verdict)
+    try:
+        entries = await asyncio.to_thread(auditing.load, ctx.kube, namespace, name)
+        if not budget.recorded(intent, entries):
+            await auditing.record(ctx, namespace, name, [intent], now)
+    except errors.ApiError as exc:  # the budget still acts: the status (and the suspension) go ahead
+        log.warning("Agent %s/%s: the budget action %s was not audited: %s", namespace, name, intent.action, exc)
 
 
 def _pricing(ctx: Context, namespace: str, version: str | None) -> ModelPricing:

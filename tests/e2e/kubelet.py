@@ -5,6 +5,8 @@ matter (KPIs scraped from real metrics, canaries analysed, traffic served) need 
 really run. :class:`ProcessKubelet` does for a pod labelled ``alm.dev/agent`` and bound to the
 fake node what the sandbox's ``ProcessDeploymentController`` does for emulated pods:
 
+* its environment is this process's (over :data:`AGENT_DEFAULTS`: a fast simulated model), the
+  simulator's ``agent_env``, then the container's literal env values;
 * its ConfigMap and Secret volumes, read from the API server, become files in a private
   directory, and its container's env points there (:func:`alm.sandbox.podfiles.pod_environment`);
   a referenced ConfigMap/Secret that does not exist yet is retried every second (a kubelet's
@@ -57,6 +59,10 @@ MAX_GRACE_SECONDS = 10.0
 DEFAULT_GRACE_SECONDS = 30.0
 DEFAULT_PORT = 8080  # the runtime's own default, for a container that declares no port
 MOUNT_RETRY_SECONDS = 1.0
+AGENT_DEFAULTS = {"ALM_SIM_SEED": "7", "ALM_SIM_LATENCY_MS": "5"}
+"""The simulated model of the integration tests' process pods: seeded and fast, so scenarios with
+1 s analysis windows see tasks finish in each. This process's environment (``ALM_SIM_LATENCY_MS=200
+pytest tests/e2e``), the simulator's ``agent_env`` and the pod's own env values override it."""
 
 
 def is_agent_pod(pod: Mapping[str, Any]) -> bool:
@@ -287,7 +293,7 @@ class ProcessKubelet:
             return find
 
         env = podfiles.pod_environment(pod, container, root, configmap=lookup("ConfigMap"), secret=lookup("Secret"),
-                                       base={**os.environ, **self.env})
+                                       base={**AGENT_DEFAULTS, **os.environ, **self.env})
         if missing:
             with self._lock:
                 if agent.state == "starting":

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
+import alm
 from alm.core import archive, audit
 from alm.handlers.registry import FINALIZER
 from alm.kube import errors
@@ -258,7 +259,10 @@ def kubectl_alm_command() -> list[str]:
 
 
 def start_kubectl_alm(kubeconfig: pathlib.Path, *args: str) -> subprocess.Popen[str]:
+    """Start one command; only ``--kubeconfig`` says where (no $KUBECONFIG), the code is the tests' own."""
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    code = str(pathlib.Path(alm.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([code, *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.Popen([*kubectl_alm_command(), "--kubeconfig", str(kubeconfig), *args], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -626,8 +630,11 @@ async def scenario_kubectl_alm_drives_a_rollout_and_a_retirement(cluster: Cluste
     try:  # the CLI waits for the operator; the scenario's wait (scaled on a real cluster) bounds it
         await cluster.wait_for(lambda: retiring.poll() is not None, timeout=90,
                                what="'kubectl alm retire bot --wait' to return")
-    finally:
-        retired = await asyncio.to_thread(finish_kubectl_alm, retiring, ("retire", "bot", "--wait"), 10)
+    except BaseException as exc:
+        retiring.kill()
+        left = await asyncio.to_thread(finish_kubectl_alm, retiring, ("retire", "bot", "--wait"), 10)
+        raise AssertionError(f"{exc}\n{left}") from exc
+    retired = await asyncio.to_thread(finish_kubectl_alm, retiring, ("retire", "bot", "--wait"), 10)
     assert retired.code == 0, retired
     assert "AgentRetirement bot-retirement created" in retired.out and "Phase:      Retired" in retired.out
     assert "Revocation receipts:" in retired.out and "SHA-256:" in retired.out, retired

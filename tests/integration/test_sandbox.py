@@ -145,7 +145,8 @@ def test_the_audit_chain_verifies(run: Any) -> None:
     verdict = _beat(report, "audit")
     assert verdict["ok"] is True and verdict["entries"] > 0 and len(verdict["head"]) == 64
     assert verdict["approvedBy"] == ["sandbox"]
-    for action in ("rolloutStarted", "approved", "promoted", "rolledBack", "credentialRevoked",
+    assert verdict["actions"]["budgetSuspended"] == 1  # one budget action, one entry
+    for action in ("rolloutStarted", "approved", "promoted", "rolledBack", "budgetSuspended", "credentialRevoked",
                    "retired"):
         assert verdict["actions"].get(action), action
 

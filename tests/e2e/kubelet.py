@@ -51,7 +51,7 @@ from alm.sandbox import podfiles, procutil
 from alm.sandbox.serviceproxy import rewrite_service_urls, service_urls
 from tests.e2e.serviceproxy import ServiceProxyThread
 
-__all__ = ["AGENT_LABEL", "AgentProcess", "ProcessKubelet", "is_agent_pod"]
+__all__ = ["AGENT_LABEL", "AgentProcess", "ProcessKubelet", "grace_seconds", "is_agent_pod"]
 
 AGENT_LABEL = "alm.dev/agent"
 READY_TIMEOUT = 20.0
@@ -154,7 +154,8 @@ class AgentProcess:
             return f.read().decode(errors="replace").strip()
 
 
-def _grace(pod: Mapping[str, Any]) -> float:
+def grace_seconds(pod: Mapping[str, Any]) -> float:
+    """The pod's deletion grace period (as the deletion set it), else its ``terminationGracePeriodSeconds``."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     for value in (meta.get("deletionGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds")):
         if value is not None:
@@ -193,7 +194,7 @@ class ProcessKubelet:
         with self._lock:
             agent = self.agents.get(uid)
             if agent is None:
-                agent = self.agents[uid] = AgentProcess(self.namespace, meta["name"], uid, _grace(pod))
+                agent = self.agents[uid] = AgentProcess(self.namespace, meta["name"], uid, grace_seconds(pod))
                 agent.future = self._pool.submit(self._start, agent, pod)
             elif agent.state == "waiting" and time.monotonic() >= agent.retry_at:
                 agent.state = "starting"

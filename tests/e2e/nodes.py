@@ -32,7 +32,7 @@ from typing import Any
 
 from alm.kube import errors
 from alm.kube.api import APPLY, MERGE, Kube
-from tests.e2e.kubelet import READY_TIMEOUT, ProcessKubelet, is_agent_pod
+from tests.e2e.kubelet import READY_TIMEOUT, ProcessKubelet, grace_seconds, is_agent_pod
 from tests.e2e.podstatus import NODE_IP, needs_status, not_ready_status, running_status
 
 __all__ = [
@@ -295,7 +295,7 @@ class PodSimulator(threading.Thread):
             if force_delete_pod(self.kube, self.namespace, name, uid):
                 self.force_deleted += 1
 
-        if self.kubelet is None or not self.kubelet.terminate(str(uid), then=force_delete):
+        if self.kubelet is None or not self.kubelet.terminate(str(uid), grace_seconds(pod), then=force_delete):
             force_delete()
 
     def _start(self, pod: Mapping[str, Any]) -> None:

@@ -14,7 +14,8 @@ shortcut (pods created Running by the Deployment controller) in three ways, all 
 * **readiness from status:** the Deployment controller counts the pods whose ``Ready``
   condition a kubelet set (``DeploymentController(nodeless=True)`` in :mod:`alm.sandbox.workloads`).
 
-Binding is always served (harmless for the emulator's other users); graceful deletion over HTTP
+Garbage collection and namespace deletion still remove pods at once (a kubelet stand-in sees
+them vanish). Binding is always served (harmless for the emulator's other users); graceful deletion over HTTP
 only with ``ApiServerEmulator(graceful_pod_deletion=True)``, since the usual shortcut's pods have
 no kubelet to finish them.
 """

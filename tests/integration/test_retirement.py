@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from alm.core import archive, audit, retirement, revocation
+from alm.core import archive, audit, retirement, retirementtypes, revocation
 from alm.core.audit import AuditAction, AuditIntent
 from alm.handlers import auditing
 from alm.handlers.context import Context
@@ -431,10 +431,10 @@ async def test_deleting_an_agent_mid_retirement_revokes_at_once_and_waits_for_th
 # --- the pieces on their own: the webhook client and concurrent audit writers ------------------------------
 
 
-def _call(hook_url: str, ns: str, *, timeout: int = 5, secret: str = "revocation-hmac") -> retirement.CallWebhook:
+def _call(hook_url: str, ns: str, *, timeout: int = 5, secret: str = "revocation-hmac") -> retirementtypes.CallWebhook:
     body = revocation.body(namespace=ns, agent="bot", retirement=RETIREMENT, reason="test", delivery="d-1",
                            requested_at="2026-11-24T00:00:00Z", credentials=[{"kind": "Secret", "name": "s"}])
-    return retirement.CallWebhook(attempt=1, max_attempts=3, url=hook_url, name="127.0.0.1", secret_name=secret,
+    return retirementtypes.CallWebhook(attempt=1, max_attempts=3, url=hook_url, name="127.0.0.1", secret_name=secret,
                                   secret_key="key", timeout_seconds=timeout, delivery="d-1", body=body)
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from alm.core import archive, audit, retirement
-from alm.core.retirement import (
+from alm.core import archive, audit, retirement, retirementpass
+from alm.core.retirementtypes import (
     CallWebhook,
     ConsumeRetry,
     Credential,
@@ -640,7 +640,7 @@ def test_archive_plan_names_where_it_went() -> None:
         body = spec() | {"archive": {"to": target, **({"claimName": "vault"} if target == "pvc" else {})}}
         planned = retirement.plan(body, status, obs(credentials=()), T0)
         [write] = planned.actions
-        assert planned.requeue_after == (retirement.JOB_POLL if target == "pvc" else retirement.CONFIRM)
+        assert planned.requeue_after == (retirement.JOB_POLL if target == "pvc" else retirementpass.CONFIRM)
         assert isinstance(write, WriteArchive) and write.location.startswith(prefix)
         assert write.target == target and write.bundle.sha256 in json.dumps(write.objects[-1]["metadata"])
         if target == "pvc":

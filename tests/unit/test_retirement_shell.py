@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from alm.core import retirement
-from alm.core.retirement import Credential, RetirementObservations, RevokeSecret
+from alm.core import retirement, retirementtypes
+from alm.core.retirementtypes import Credential, RetirementObservations, RevokeSecret
 from alm.handlers import retirement as controller
 from alm.metrics import operator as metrics
 
@@ -17,7 +17,7 @@ AGENT = {"metadata": {"name": "bot", "namespace": "team", "uid": "uid-bot",
                       "creationTimestamp": "2026-11-24T11:00:00Z"}, "status": {"phase": "Available"}}
 
 
-def revoking_plan() -> retirement.RetirementPlan:
+def revoking_plan() -> retirementtypes.RetirementPlan:
     """A pass that deletes the recorded (Pending) Secret."""
     status = {"phase": "Revoking", "transitions": [{"phase": "Revoking", "at": T0}],
               "revoked": [{"kind": "Secret", "name": "bot-credentials-1", "revokedAt": T0, "result": "Pending"}]}

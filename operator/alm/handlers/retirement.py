@@ -52,6 +52,25 @@ from alm.api import AgentRetirementPhase
 from alm.core import archive, conditions, naming, retirement
 from alm.core.audit import AuditAction, AuditIntent
 from alm.core.reasons import Cond, Reason
+from alm.core.retirementtypes import (
+    RETRY_ANNOTATION,
+    WEBHOOK_KIND,
+    Action,
+    CallWebhook,
+    ConsumeRetry,
+    Credential,
+    MarkAgentRetired,
+    Outcome,
+    Result,
+    RetirementObservations,
+    RetirementPlan,
+    RevokeRBAC,
+    RevokeSecret,
+    RevokeServiceAccount,
+    ScaleToZero,
+    StopTraffic,
+    WriteArchive,
+)
 from alm.handlers import auditing, posting
 from alm.handlers.context import Context
 from alm.handlers.registry import REGISTRY
@@ -248,7 +267,7 @@ async def _retirement_pass(ctx: Context, namespace: str, name: str) -> float | N
     seen = await asyncio.to_thread(_observe, ctx.kube, body)
     now = now_ms()
     p = retirement.plan(body.get("spec") or {}, body.get("status"), seen.obs, now)
-    if any(isinstance(action, retirement.WriteArchive) for action in p.actions):
+    if any(isinstance(action, WriteArchive) for action in p.actions):
         # Read what goes into the archive only on the pass that writes it, and plan again with it
         # (the plan is pure: the same decisions, now with the full bundle).
         extra = await asyncio.to_thread(_archive_inputs, ctx.kube, namespace, seen.agent_name, seen.agent)
@@ -256,7 +275,7 @@ async def _retirement_pass(ctx: Context, namespace: str, name: str) -> float | N
         p = retirement.plan(body.get("spec") or {}, body.get("status"), seen.obs, now)
     writer = _Writer(ctx, body, seen.agent_name, now)
     for action in p.actions:
-        if isinstance(action, retirement.CallWebhook):
+        if isinstance(action, CallWebhook):
             # Record what is done (credentials revoked) before a call that may take its whole
             # timeout: an operator stopped during the call must not lose those records.
             await writer.commit(p)
@@ -280,7 +299,7 @@ class _Writer:
     audited: int = 0
     posted: int = 0
 
-    async def commit(self, p: retirement.RetirementPlan) -> None:
+    async def commit(self, p: RetirementPlan) -> None:
         status = p.status
         if p.audit[self.audited:]:
             await auditing.record(self.ctx, self.body["metadata"]["namespace"], self.agent_name,
@@ -302,7 +321,7 @@ class _Writer:
 class _Seen:
     """The observations, plus the live objects the actions need (uids, names)."""
 
-    obs: retirement.RetirementObservations
+    obs: RetirementObservations
     namespace: str
     agent_name: str
     agent: Obj | None
@@ -392,13 +411,13 @@ def _observe(kube: Kube, body: Mapping[str, Any]) -> _Seen:
     if ((agent or {}).get("spec") or {}).get("exposure", {}).get("httpRoute"):
         traffic += _children(kube, "HTTPRoute", namespace, agent_name, uid)
     deployments = _children(kube, "Deployment", namespace, agent_name, uid, foreign) if agent_name else []
-    obs = retirement.RetirementObservations(
+    obs = RetirementObservations(
         name=str(meta.get("name")), namespace=namespace, uid=str(meta.get("uid", "")),
         generation=meta.get("generation"), agent=agent, serving=bool(traffic),
         replicas=sum(int((d.get("spec") or {}).get("replicas") or 0) for d in deployments),
         ready_replicas=sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in deployments),
-        credentials=tuple(retirement.Credential(kind, name) for kind, name in credentials),
-        retry_requested=retirement.RETRY_ANNOTATION in (meta.get("annotations") or {}),
+        credentials=tuple(Credential(kind, name) for kind, name in credentials),
+        retry_requested=RETRY_ANNOTATION in (meta.get("annotations") or {}),
     )
     return _Seen(obs, namespace, agent_name, agent, credentials, traffic, deployments)
 
@@ -407,18 +426,18 @@ def _observe(kube: Kube, body: Mapping[str, Any]) -> _Seen:
 
 
 async def _act(
-    ctx: Context, seen: _Seen, p: retirement.RetirementPlan, action: retirement.Action
-) -> retirement.RetirementPlan:
+    ctx: Context, seen: _Seen, p: RetirementPlan, action: Action
+) -> RetirementPlan:
     """Carry out one action; fold what only the doing can tell back into the plan."""
-    if isinstance(action, retirement.CallWebhook):
+    if isinstance(action, CallWebhook):
         answer = await webhook.call(ctx.kube, seen.namespace, action)
         if answer.ok:
-            _observe_revocation(p, retirement.WEBHOOK_KIND)
-        return retirement.record_outcome(p, retirement.Outcome.of_webhook(action, answer), now_ms())
-    if isinstance(action, retirement.WriteArchive):
+            _observe_revocation(p, WEBHOOK_KIND)
+        return retirement.record_outcome(p, Outcome.of_webhook(action, answer), now_ms())
+    if isinstance(action, WriteArchive):
         written = await asyncio.to_thread(_write_archive, ctx.kube, action, seen, ctx.archive_image)
         return p if written is None else retirement.record_outcome(p, written, now_ms())
-    if isinstance(action, retirement.RevokeSecret | retirement.RevokeServiceAccount | retirement.RevokeRBAC):
+    if isinstance(action, RevokeSecret | RevokeServiceAccount | RevokeRBAC):
         kind = _credential_kind(action)
         gone = not await asyncio.to_thread(_revoke, ctx.kube, seen, kind, action.name)
         if not gone:
@@ -435,7 +454,7 @@ def revocation_started(status: Mapping[str, Any]) -> str | None:
                 None)
 
 
-def _observe_revocation(p: retirement.RetirementPlan, kind: str) -> None:
+def _observe_revocation(p: RetirementPlan, kind: str) -> None:
     """``alm_operator_revocation_seconds``: from entering Revoking to this credential's delete (or the
     webhook's 2xx). Observed once, when alm itself revoked it (never for AlreadyGone or Skipped)."""
     started = revocation_started(p.status)
@@ -444,10 +463,10 @@ def _observe_revocation(p: retirement.RetirementPlan, kind: str) -> None:
         metrics.REVOCATION_SECONDS.labels(kind=kind).observe(max(0.0, elapsed))
 
 
-def _credential_kind(action: retirement.RevokeSecret | retirement.RevokeServiceAccount | retirement.RevokeRBAC) -> str:
-    if isinstance(action, retirement.RevokeRBAC):
+def _credential_kind(action: RevokeSecret | RevokeServiceAccount | RevokeRBAC) -> str:
+    if isinstance(action, RevokeRBAC):
         return action.kind
-    return "Secret" if isinstance(action, retirement.RevokeSecret) else "ServiceAccount"
+    return "Secret" if isinstance(action, RevokeSecret) else "ServiceAccount"
 
 
 def _revoke(kube: Kube, seen: _Seen, kind: str, name: str) -> bool:
@@ -458,9 +477,9 @@ def _revoke(kube: Kube, seen: _Seen, kind: str, name: str) -> bool:
     return deleted
 
 
-def _already_gone(p: retirement.RetirementPlan, kind: str, name: str) -> retirement.RetirementPlan:
+def _already_gone(p: RetirementPlan, kind: str, name: str) -> RetirementPlan:
     """The delete answered 404: record AlreadyGone, not Revoked, in status, the audit log and the event."""
-    gone = retirement.Result.ALREADY_GONE
+    gone = Result.ALREADY_GONE
     status = {**p.status, "revoked": [
         {**rec, "result": gone} if (rec.get("kind"), rec.get("name")) == (kind, name) else rec
         for rec in p.status.get("revoked") or []]}
@@ -474,19 +493,19 @@ def _already_gone(p: retirement.RetirementPlan, kind: str, name: str) -> retirem
     return dataclasses.replace(p, status=status, audit=audit, events=events)
 
 
-def _carry_out(kube: Kube, seen: _Seen, action: retirement.Action, now: str) -> None:
-    if isinstance(action, retirement.StopTraffic):
+def _carry_out(kube: Kube, seen: _Seen, action: Action, now: str) -> None:
+    if isinstance(action, StopTraffic):
         for obj in seen.traffic:
             meta = obj["metadata"]
             kube.delete(str(obj.get("kind")), seen.namespace, meta["name"], uid=meta.get("uid"))
-    elif isinstance(action, retirement.ScaleToZero):
+    elif isinstance(action, ScaleToZero):
         for deployment in seen.deployments:
             if (deployment.get("spec") or {}).get("replicas") != 0:
                 kube.merge_patch("Deployment", seen.namespace, deployment["metadata"]["name"],
                                  {"spec": {"replicas": 0}})
-    elif isinstance(action, retirement.MarkAgentRetired):
+    elif isinstance(action, MarkAgentRetired):
         _mark_retired(kube, seen, now)
-    elif isinstance(action, retirement.ConsumeRetry):
+    elif isinstance(action, ConsumeRetry):
         kube.merge_patch("AgentRetirement", seen.namespace, seen.obs.name,
                          {"metadata": {"annotations": {action.annotation: None}}})
 
@@ -507,7 +526,7 @@ def _mark_retired(kube: Kube, seen: _Seen, now: str) -> None:
     log.info("Agent %s/%s phase -> Retired", seen.namespace, seen.agent_name)
 
 
-def _write_archive(kube: Kube, action: retirement.WriteArchive, seen: _Seen, image: str) -> retirement.Outcome | None:
+def _write_archive(kube: Kube, action: WriteArchive, seen: _Seen, image: str) -> Outcome | None:
     """Apply the archive objects, parts first and the manifest last; never owned by anything.
 
     For a PVC they are staging ConfigMaps, and a Job (:func:`alm.core.archive.pvc_job`) copies
@@ -520,13 +539,13 @@ def _write_archive(kube: Kube, action: retirement.WriteArchive, seen: _Seen, ima
         for obj in action.objects:
             kube.apply(obj)
     except errors.ApiError as exc:
-        return retirement.Outcome(action, False, f"{type(exc).__name__} (HTTP {exc.status})", exc.retriable)
-    return retirement.Outcome(action, True, f"{action.parts} object(s), sha256 {action.bundle.sha256[:12]}")
+        return Outcome(action, False, f"{type(exc).__name__} (HTTP {exc.status})", exc.retriable)
+    return Outcome(action, True, f"{action.parts} object(s), sha256 {action.bundle.sha256[:12]}")
 
 
 def _copy_to_claim(
-    kube: Kube, action: retirement.WriteArchive, seen: _Seen, image: str
-) -> retirement.Outcome | None:
+    kube: Kube, action: WriteArchive, seen: _Seen, image: str
+) -> Outcome | None:
     """One archive attempt onto a PVC: start its Job, or report how the Job started earlier ended.
 
     The Job of an attempt is found by its annotations (retirement uid, attempt), not by the
@@ -554,14 +573,14 @@ def _copy_to_claim(
     if state.failed:
         kube.delete("Job", namespace, meta["name"], uid=meta.get("uid"))
         metrics.WRITES.labels(kind="Job", verb="delete").inc()
-        return retirement.Outcome(action, False, f"{state.detail}; Job {meta['name']} deleted", retryable=True)
+        return Outcome(action, False, f"{state.detail}; Job {meta['name']} deleted", retryable=True)
     if not state.done:
         return None
     copied = _what_the_job_copied(kube, action, started)
     if copied is None:
-        return retirement.Outcome(action, False, f"Job {meta['name']} is complete but its staging ConfigMaps "
+        return Outcome(action, False, f"Job {meta['name']} is complete but its staging ConfigMaps "
                                                  "are missing or damaged", retryable=True)
-    return retirement.Outcome(copied, True, f"Job {meta['name']} copied {copied.parts} part(s) to "
+    return Outcome(copied, True, f"Job {meta['name']} copied {copied.parts} part(s) to "
                                             f"{copied.location}, sha256 verified")
 
 
@@ -575,8 +594,8 @@ def _attempt_job(kube: Kube, namespace: str, agent: str, uid: str, attempt: int)
     return None
 
 
-def _what_the_job_copied(kube: Kube, action: retirement.WriteArchive, job: Mapping[str, Any]
-                         ) -> retirement.WriteArchive | None:
+def _what_the_job_copied(kube: Kube, action: WriteArchive, job: Mapping[str, Any]
+                         ) -> WriteArchive | None:
     """``action`` as it was when the Job started: its staging ConfigMaps, bundle and location."""
     namespace = str(job["metadata"]["namespace"])
     pod = job["spec"]["template"]["spec"]
@@ -638,7 +657,7 @@ async def agent_deleted(namespace: str | None, name: str, uid: str, memo: kopf.M
     revoked = await asyncio.to_thread(revoke_agent_credentials, ctx.kube, namespace, name, uid)
     subject = f"Agent/{name}"
     intents = [AuditIntent(AuditAction.CREDENTIAL_REVOKED, subject,
-                           {"agent": name, "kind": kind, "name": secret, "result": retirement.Result.REVOKED,
+                           {"agent": name, "kind": kind, "name": secret, "result": Result.REVOKED,
                             "by": "finalizer"}) for kind, secret in revoked]
     running = [r for r in _retirements_of(kwargs, namespace, name) if _running(r)]
     if not running:

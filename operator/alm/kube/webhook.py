@@ -20,7 +20,7 @@ import logging
 import aiohttp
 
 from alm.core import revocation
-from alm.core.retirement import CallWebhook
+from alm.core.retirementtypes import CallWebhook
 from alm.kube import errors
 from alm.kube.api import Kube
 

@@ -16,7 +16,7 @@ from alm.core import analysis, kpis, rollout, weights
 from alm.core.analysis import Measure, RunReading
 from alm.core.rollout import RolloutPlan
 from alm.core.rolloutcontrols import from_annotations
-from alm.core.rolloutpass import (
+from alm.core.rollouttypes import (
     ConsumeControl,
     MarkAgentRolloutFailed,
     Promote,

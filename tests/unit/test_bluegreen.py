@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from alm.core import rollout
-from alm.core.rolloutpass import Promote, ScaleDownAfter, ScaleVersion, SetPreview, SetWeight
+from alm.core.rollouttypes import Promote, ScaleDownAfter, ScaleVersion, SetPreview, SetWeight
 from tests.unit.rolloutworld import STABLE, TARGET, World, at, drive, spec
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from alm.core import rollout, weights
 from alm.core.rolloutcontrols import Controls
-from alm.core.rolloutpass import (
+from alm.core.rollouttypes import (
     ConsumeControl,
     MarkAgentRolloutFailed,
     Promote,

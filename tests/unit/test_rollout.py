@@ -12,8 +12,8 @@ import pytest
 from alm.api import AgentRollout, AgentRolloutSpec, AgentRolloutStatus
 from alm.core import rollout, rolloutcontrols
 from alm.core.rolloutcontrols import Controls
-from alm.core.rolloutpass import MarkAgentRolloutFailed, Promote
 from alm.core.rolloutstart import DecisionAction, DecisionReason, needs_rollout, rollout_name, spec_hash
+from alm.core.rollouttypes import MarkAgentRolloutFailed, Promote
 from tests.unit.rolloutworld import STABLE, TARGET, World, at, canary, drive, spec
 
 BODY = canary({"setWeight": 20}, {"analysis": {}}, {"approval": {}}, {"setWeight": 60},

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from alm.core import rollout, shadow
-from alm.core.rolloutpass import Promote, ScaleVersion, SetMirror, SetWeight
+from alm.core.rollouttypes import Promote, ScaleVersion, SetMirror, SetWeight
 from tests.unit.rolloutworld import STABLE, TARGET, World, at, drive, spec
 
 RELATIVE = {"maxSuccessRateDrop": 0.02, "maxLatencyIncreaseRatio": 0.2, "maxCostIncreaseRatio": 0.1}

@@ -27,8 +27,9 @@ from alm.api import AgentRolloutSpec, AnalysisVerdict, BlueGreenStrategy, KPIThr
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
 from alm.core.audit import AuditAction
-from alm.core.rolloutpass import Pass, later
-from alm.core.rolloutpass import RolloutReason as R
+from alm.core.rolloutpass import Pass
+from alm.core.rollouttypes import RolloutReason as R
+from alm.core.timestamps import later
 
 __all__ = ["KEY", "STAGES", "advance", "criteria", "promote"]
 

@@ -30,7 +30,7 @@ from alm.core import analysis, weights
 from alm.core.analysis import Criteria
 from alm.core.audit import AuditAction
 from alm.core.rolloutpass import Pass
-from alm.core.rolloutpass import RolloutReason as R
+from alm.core.rollouttypes import RolloutReason as R
 
 __all__ = ["KEY", "advance", "criteria", "promote", "step_label"]
 

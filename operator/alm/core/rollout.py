@@ -40,21 +40,18 @@ from alm.core import analysis, bluegreen, canary, conditions, shadow, validation
 from alm.core.analysis import Criteria, Measure
 from alm.core.audit import AuditAction, AuditIntent
 from alm.core.events import EventIntent
-from alm.core.rolloutpass import (
-    AGENT_POLL,
+from alm.core.rolloutpass import AGENT_POLL, POLL, Pass
+from alm.core.rolloutstart import Decision, needs_rollout
+from alm.core.rollouttypes import (
     HOLDS,
     PAUSE_GATES,
-    POLL,
     Action,
     ConsumeControl,
-    Pass,
     RolloutCond,
     RolloutObservations,
-    parse_time,
-    since,
 )
-from alm.core.rolloutpass import RolloutReason as R
-from alm.core.rolloutstart import Decision, needs_rollout
+from alm.core.rollouttypes import RolloutReason as R
+from alm.core.timestamps import parse_time, since
 
 __all__ = [
     "OWNED_STATUS_KEYS",

@@ -1,4 +1,4 @@
-"""One pass of the AgentRollout planner: what it observes, what it may ask for, what it accumulates.
+"""One pass of the AgentRollout planner: what it accumulates, and the moves every strategy shares.
 
 :mod:`alm.core.rollout` starts a :class:`Pass` from the spec, the previous status and the
 observations, hands it to the strategy module (:mod:`~alm.core.canary`,
@@ -12,49 +12,47 @@ an observation (a Deployment's replicas, the router's read-back) differs from wh
 pass over a rollout that is where it should be asks for nothing. Transitions (promote, roll back,
 mark the Agent failed, consume a control) are issued once, on the pass that makes them; the shell
 applies the actions in order and writes the status only after all of them succeeded.
+
+What a pass observes and may ask for (observations, actions, reasons, conditions) is
+:mod:`alm.core.rollouttypes`; timestamps are compared and shifted with :mod:`alm.core.timestamps`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from alm.api import AgentRolloutPhase as Phase
-from alm.api import AgentRolloutSpec, AnalysisVerdict, KPIThresholds
+from alm.api import AgentRolloutSpec, AnalysisVerdict
 from alm.core import analysis, conditions, weights
-from alm.core.analysis import Criteria, RunReading, RunVerdict
+from alm.core.analysis import Criteria, RunVerdict
 from alm.core.audit import AuditAction, AuditIntent
 from alm.core.events import EventIntent
-from alm.core.rolloutcontrols import Controls
+from alm.core.rollouttypes import (
+    Action,
+    MarkAgentRolloutFailed,
+    Promote,
+    RolloutCond,
+    RolloutObservations,
+    ScaleDownAfter,
+    ScaleVersion,
+    SetMirror,
+    SetPreview,
+    SetWeight,
+)
+from alm.core.rollouttypes import RolloutReason as R
+from alm.core.timestamps import later, since
 
 __all__ = [
     "AGENT_POLL",
     "CONFIRM",
     "GATEWAY_SCALE_DOWN_DELAY",
-    "HOLDS",
-    "PAUSE_GATES",
     "POLL",
     "PROGRESS_DEADLINE",
-    "Action",
-    "ConsumeControl",
-    "MarkAgentRolloutFailed",
     "Pass",
-    "Promote",
-    "RolloutCond",
-    "RolloutObservations",
-    "RolloutReason",
-    "ScaleDownAfter",
-    "ScaleVersion",
-    "SetMirror",
-    "SetPreview",
-    "SetWeight",
     "abort_message",
-    "later",
-    "parse_time",
     "scale_down_delay",
-    "since",
 ]
 
 Obj = dict[str, Any]
@@ -64,163 +62,6 @@ POLL = 5.0  # waiting for pods or for the router
 AGENT_POLL = 30.0  # the Agent does not exist (yet)
 PROGRESS_DEADLINE = 600.0  # waiting this long for pods or the router sets Progressing=False (no abort)
 GATEWAY_SCALE_DOWN_DELAY = 30  # seconds the old version keeps its pods after a traffic-routed promotion
-
-
-# --- Actions --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ScaleVersion:
-    """Set the replicas of ``version``'s Deployment; ``shadow`` runs it as a shadow (tools in dry-run)."""
-
-    version: str
-    replicas: int
-    shadow: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class SetWeight:
-    """Send ``weight`` % of new sessions to ``canary`` and the rest to ``stable``, keeping
-    ``mirror_percent`` % mirrored to ``canary`` (``TrafficRouter.desired(target, weight, mirror)``)."""
-
-    stable: str
-    canary: str
-    weight: int
-    mirror_percent: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class SetMirror:
-    """Mirror ``percent`` % of ``stable``'s requests to ``shadow``, whose answers are dropped; a
-    shadow serves nothing, so the weight is 0 (``TrafficRouter.desired(target, 0, percent)``)."""
-
-    stable: str
-    shadow: str
-    percent: int
-
-
-@dataclasses.dataclass(frozen=True)
-class SetPreview:
-    """Point the blue-green preview Service at ``version``; None removes it."""
-
-    version: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class Promote:
-    """Agent ``status.stableVersion`` := ``version``; history entry (version, promotedAt, rollout,
-    Succeeded). Idempotent by ``rollout``: a repeated Promote adds no second history entry."""
-
-    version: str
-    previous: str | None
-    rollout: str
-
-
-@dataclasses.dataclass(frozen=True)
-class ScaleDownAfter:
-    """Scale ``version``'s Deployment to zero ``seconds`` after the promotion (a quick way back)."""
-
-    version: str
-    seconds: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ConsumeControl:
-    """Remove the annotation ``annotation``: the command was carried out (or refused, with an Event)."""
-
-    annotation: str
-
-
-@dataclasses.dataclass(frozen=True)
-class MarkAgentRolloutFailed:
-    """Agent condition ``RolloutFailed`` (True, ``reason``, ``message``) and a history entry with
-    ``result`` (RolledBack or Aborted) for ``version``. Idempotent by ``rollout``."""
-
-    version: str
-    rollout: str
-    result: str
-    reason: str
-    message: str
-
-
-Action = (ScaleVersion | SetWeight | SetMirror | SetPreview | Promote | ScaleDownAfter | ConsumeControl
-          | MarkAgentRolloutFailed)
-
-
-class RolloutReason:
-    """Condition and Event reasons of AgentRollouts (part of the API: change with a CHANGELOG entry)."""
-
-    PROGRESSING = "RolloutProgressing"
-    INVALID_SPEC = "InvalidSpec"
-    VALID = "Valid"
-    AGENT_NOT_FOUND = "AgentNotFound"
-    NO_STABLE_VERSION = "NoStableVersion"
-    VERSION_NOT_READY = "VersionNotReady"
-    WAITING_FOR_ROLLOUT = "WaitingForRollout"
-    STARTED = "RolloutStarted"
-    STEP_COMPLETED = "StepCompleted"
-    SETTING_WEIGHT = "SettingWeight"
-    PROGRESS_DEADLINE = "ProgressDeadlineExceeded"
-    PAUSE_STEP = "PauseStep"
-    PAUSED_BY_USER = "PausedByUser"
-    RESUMED = "Resumed"
-    ANALYSIS_RUNNING = "AnalysisRunning"
-    ANALYSIS_SUCCESSFUL = "AnalysisSuccessful"
-    ANALYSIS_FAILED = "AnalysisFailed"
-    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    APPROVED = "Approved"
-    APPROVAL_REFUSED = "ApprovalRefused"
-    PREVIEW = "Preview"
-    AWAITING_PROMOTION = "AwaitingPromotion"
-    MIRRORING = "Mirroring"
-    SWITCHING = "Switching"
-    PROMOTED_BY_USER = "PromotedByUser"
-    SUCCEEDED = "Succeeded"
-    ABORTED_BY_USER = "AbortedByUser"
-    SUPERSEDED = "Superseded"
-    ROLLING_BACK = "RollingBack"
-    TRAFFIC_RESTORED = "TrafficRestored"
-    CONTROL_IGNORED = "ControlIgnored"
-    NOT_PAUSED = "NotPaused"
-    IN_PROGRESS = "InProgress"
-
-
-class RolloutCond:
-    """Condition types of AgentRollouts."""
-
-    PROGRESSING = "Progressing"  # True while the rollout moves on by itself
-    PAUSED = "Paused"  # True while it waits for time or a human (reason says which)
-    COMPLETED = "Completed"  # True once finished (Succeeded, or rolled back with traffic verified)
-    INVALID = "Invalid"  # the spec cannot be acted on
-
-
-R = RolloutReason
-HOLDS = (R.PAUSED_BY_USER, R.ANALYSIS_INCONCLUSIVE)  # pauses only a human ends (resume, promote)
-PAUSE_GATES = (R.PAUSE_STEP, R.AWAITING_PROMOTION)
-
-
-@dataclasses.dataclass(frozen=True)
-class RolloutObservations:
-    """What the handler saw for one AgentRollout; versions are AgentVersion names."""
-
-    name: str
-    generation: int | None = None
-    desired_version: str | None = None  # the Agent's spec.version; None: the Agent was not found
-    stable_version: str | None = None  # the Agent's status.stableVersion
-    replicas: int = 1  # the Agent's spec.replicas: pods of a version at full size
-    target_ready: bool = True  # the target AgentVersion is Ready
-    target_message: str = ""  # why not, if not
-    scaled: Mapping[str, int] = dataclasses.field(default_factory=dict)  # spec.replicas per version's Deployment
-    ready: Mapping[str, int] = dataclasses.field(default_factory=dict)  # ready (updated) pods per version
-    shadows: Collection[str] = ()  # versions whose Deployment runs as a shadow
-    router_weight: int | None = None  # the canary weight the router reads back; None: unknown
-    router_mirror: int | None = None  # the mirror percent the router reads back; None: unknown
-    preview: str | None = None  # the version the preview Service selects, if one exists
-    readings: Sequence[RunReading] = ()  # answers to this pass's Measure requests
-    controls: Controls = dataclasses.field(default_factory=Controls)
-    agent_kpis: KPIThresholds | None = None  # the Agent's spec.kpis, for analysis without thresholds
-    blocked_by: str | None = None  # another unfinished rollout of the Agent, created earlier
 
 
 def scale_down_delay(spec: AgentRolloutSpec) -> int:
@@ -233,23 +74,6 @@ def scale_down_delay(spec: AgentRolloutSpec) -> int:
     if strategy.shadow is not None or strategy.traffic_routing.type == "gatewayAPI":
         return GATEWAY_SCALE_DOWN_DELAY
     return 0
-
-
-# --- Time -----------------------------------------------------------------------------------------
-
-
-def parse_time(value: str) -> datetime.datetime:
-    parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
-
-
-def since(then: str, now: str) -> float:
-    return (parse_time(now) - parse_time(then)).total_seconds()
-
-
-def later(then: str, seconds: float) -> str:
-    moment = parse_time(then) + datetime.timedelta(seconds=seconds)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _num(value: Any) -> str:

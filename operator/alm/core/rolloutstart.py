@@ -34,7 +34,9 @@ import pydantic
 
 from alm.api import API_VERSION, AgentRolloutPhase, AgentRolloutSpec, AgentSpec
 from alm.core import hashing, naming
-from alm.core.rolloutpass import RolloutReason, later, scale_down_delay, since
+from alm.core.rolloutpass import scale_down_delay
+from alm.core.rollouttypes import RolloutReason
+from alm.core.timestamps import later, since
 
 __all__ = [
     "AGENT_GENERATION_ANNOTATION",

@@ -28,8 +28,9 @@ from alm.api import AgentRolloutSpec, AnalysisVerdict, KPIThresholds, ShadowStra
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
 from alm.core.audit import AuditAction
-from alm.core.rolloutpass import Pass, later
-from alm.core.rolloutpass import RolloutReason as R
+from alm.core.rolloutpass import Pass
+from alm.core.rollouttypes import RolloutReason as R
+from alm.core.timestamps import later
 
 __all__ = ["KEY", "STAGES", "advance", "criteria", "promote", "shadow_replicas"]
 

@@ -50,8 +50,9 @@ from alm.core import analysis, naming, rollout
 from alm.core.agentplan import traffic_after_finish, traffic_for
 from alm.core.kpis import Reading
 from alm.core.rolloutcontrols import from_annotations
-from alm.core.rolloutpass import (
-    POLL,
+from alm.core.rolloutpass import POLL
+from alm.core.rolloutstart import Decision, DecisionAction, is_finished, retained
+from alm.core.rollouttypes import (
     Action,
     ConsumeControl,
     MarkAgentRolloutFailed,
@@ -61,9 +62,8 @@ from alm.core.rolloutpass import (
     SetMirror,
     SetPreview,
     SetWeight,
-    since,
 )
-from alm.core.rolloutstart import Decision, DecisionAction, is_finished, retained
+from alm.core.timestamps import since
 from alm.handlers import auditing, monitoring, posting, wiring
 from alm.handlers.context import Context, utcnow
 from alm.handlers.registry import REGISTRY

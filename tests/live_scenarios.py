@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from alm.core import rollout, rolloutpass
+from alm.core import rolloutpass, timestamps
 from alm.handlers.context import utcnow
 from tests import scenarios
 from tests.scenarios import Cluster
@@ -377,8 +377,8 @@ async def scenario_blue_green_previews_analyses_promotes_and_scales_the_old_vers
     finished = done["status"]["finishedAt"]
     await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
                            == ["bot-bot-v2"] or None, timeout=20, what="the old version to go after the delay")
-    gone = rollout.parse_time(utcnow())
-    assert (gone - rollout.parse_time(finished)).total_seconds() >= 4 - 1  # finishedAt has whole seconds
+    gone = timestamps.parse_time(utcnow())
+    assert (gone - timestamps.parse_time(finished)).total_seconds() >= 4 - 1  # finishedAt has whole seconds
     agent = await scenarios.wait_phase(cluster, "bot", "Available")
     assert agent["status"]["stableVersion"] == "bot-v2"
 

@@ -106,6 +106,25 @@ def test_after_a_restart_the_live_split_is_kept_until_the_rollout_decides() -> N
     assert restarted.apply == () and restarted.delete == ()  # nothing moves
 
 
+def test_a_leftover_version_goes_once_the_canary_has_the_pods_the_rollout_asked_for() -> None:
+    """A rolled-back version still up when the next canary starts must not outlive the canary's
+    handover: it would stay behind the Service and hold the canary's weight below its step."""
+    agent, children = _converged()
+    (v1,) = [c for c in children if c["kind"] == "Deployment"]
+    leftover = copy.deepcopy(v1)
+    leftover["metadata"]["name"] = "bot-bot-v9"
+    leftover["metadata"]["labels"]["alm.dev/version"] = "bot-v9"
+    leftover["spec"]["replicas"] = 1
+    moving = _to(agent, "bot-v2")
+    traffic = RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1}, service_selector={"alm.dev/agent": "bot"})
+    first = _plan(moving, [*children, leftover], traffic=traffic)
+    assert [o["metadata"]["name"] for o in first.delete if o["kind"] == "Deployment"] == []  # v2 not up yet
+    (canary,) = [o for o in first.apply if o["metadata"]["name"] == "bot-bot-v2"]
+    live = [*children, leftover, as_live(canary, **available_status(1))]
+    second = _plan({**moving, "status": first.status}, live, traffic=traffic)
+    assert [o["metadata"]["name"] for o in second.delete if o["kind"] == "Deployment"] == ["bot-bot-v9"]
+
+
 def test_a_failed_rollout_serves_the_stable_version_and_says_so() -> None:
     agent, children = _converged()
     moving = _to(agent, "bot-v2")

@@ -343,11 +343,14 @@ def _handover(
 
     The previous version's Deployment (and the credentials Secret it mounts) keeps
     serving until the new version's Deployment is available: the agent's Service
-    selects both, so a version switch hands traffic over without a gap.
+    selects both, so a version switch hands traffic over without a gap. During a
+    rollout "available" means the pods the rollout asked for (a 50 % canary of two
+    replicas has one): waiting for ``spec.replicas`` there would keep a rolled-back
+    version's pods behind the Service for good, and the next canary's weight with them.
     """
     current = observe_workload(children, naming.deployment_name(inputs.name, inputs.version))
-    ready = inputs.replicas == 0 or (
-        current.available and not current.rolling_out and current.ready >= inputs.replicas
+    ready = inputs.pods == 0 or (
+        current.available and not current.rolling_out and current.ready >= inputs.pods
     )
     if ready:
         return stale

@@ -185,7 +185,8 @@ class GatewayTraffic(Traffic):
 
 def _version(ns: str, name: str, success_rate: str = "1.0") -> dict[str, Any]:
     version = scenarios.agent_version(ns, name, tools=False)
-    version["spec"]["model"]["parameters"] = {"extra": {"successRate": success_rate}}
+    # A fast model (5 ms a call), so a 1 s analysis window sees tasks wherever the agent runs.
+    version["spec"]["model"]["parameters"] = {"extra": {"successRate": success_rate, "latencyMs": "5"}}
     return version
 
 
@@ -349,7 +350,8 @@ async def scenario_blue_green_previews_analyses_promotes_and_scales_the_old_vers
         cluster: Cluster) -> None:
     ns = cluster.namespace
     scenarios.create(cluster, _version(ns, "bot-v1"))
-    blue_green = {"autoPromotionSeconds": 3, "scaleDownDelaySeconds": 4, "prePromotionAnalysis": {"interval": "1s"}}
+    # Long enough a wait for promotion that a loaded machine's polls still see it.
+    blue_green = {"autoPromotionSeconds": 8, "scaleDownDelaySeconds": 4, "prePromotionAnalysis": {"interval": "1s"}}
     scenarios.create(cluster, scenarios.agent(ns, replicas=2, kpis=KPIS, rollout={"blueGreen": blue_green}))
     await scenarios.wait_phase(cluster, "bot", "Available")
     scenarios.create(cluster, _version(ns, "bot-v2"))
@@ -547,7 +549,7 @@ def _traffic(address: str, stop: threading.Event, answers: list[dict[str, Any]])
 async def scenario_kpis_degraded_budget_and_suspension(cluster: Cluster) -> None:
     ns = cluster.namespace
     version = scenarios.agent_version(ns, tools=False)
-    version["spec"]["model"]["parameters"] = {"extra": {"successRate": "0.5", "inputTokens": "1000",
+    version["spec"]["model"]["parameters"] = {"extra": {"successRate": "0.5", "latencyMs": "5", "inputTokens": "1000",
                                                         "outputTokens": "200"}}
     version["spec"]["model"]["pricing"] = {"inputPerMillionTokensUSD": 1.0, "outputPerMillionTokensUSD": 2.0}
     scenarios.create(cluster, version)

@@ -17,7 +17,26 @@ from typing import Any
 
 from alm.kube.api import Kube
 
-__all__ = ["Traffic"]
+__all__ = ["Traffic", "post_task"]
+
+
+def post_task(address: str, text: str, timeout: float = 5) -> bool:
+    """POST one task to the runtime at ``host:port``; True when the agent answered at all.
+
+    A failed task answers HTTP 500 and still counts (it is a task the agent measured); only an
+    agent that cannot be reached (a pod going away) is False.
+    """
+    request = urllib.request.Request(f"http://{address}/v1/tasks", method="POST",
+                                     data=json.dumps({"input": text}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 class Traffic:
@@ -65,17 +84,7 @@ class Traffic:
                     ports = []
             for port in ports:
                 self.sent += 1
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/v1/tasks", method="POST",
-                    data=json.dumps({"input": f"Where is my order #{1000 + i}?"}).encode(),
-                    headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(request, timeout=5) as response:
-                        response.read()
-                except urllib.error.HTTPError:  # a failed task answers 500: still a task
-                    pass
-                except OSError:  # a pod going away
-                    continue
-                self.answered += 1
+                if post_task(f"127.0.0.1:{port}", f"Where is my order #{1000 + i}?"):
+                    self.answered += 1
             i += 1
             self._stop.wait(self.pause if ports else 0.2)

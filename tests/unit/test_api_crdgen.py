@@ -9,8 +9,9 @@ import yaml
 from pydantic import ConfigDict, Field
 
 from alm.api import AlmModel, build_crds, crd_filename, render_crd_yaml
-from alm.api.common import CelRule, KopfState, Quantity, list_map, validations
+from alm.api.base import CelRule, list_map, validations
 from alm.api.crdgen import to_structural
+from alm.api.values import KopfState, Quantity
 
 
 class Inner(AlmModel):

@@ -13,7 +13,10 @@ import alm.api as api
 
 # Helpers for writing the models and the generator, reachable through their modules only.
 AUTHORING_HELPERS = {"count_set", "list_map", "validations", "to_structural"}
-MODULES = ["common", "agentversion", "agent", "agentrollout", "agentretirement", "kinds", "crdgen"]
+MODULES = [
+    "base", "values", "analysis", "rolloutstrategy",
+    "agentversion", "agent", "agentrollout", "agentretirement", "kinds", "crdgen",
+]
 
 
 def _public_models() -> list[type[pydantic.BaseModel]]:

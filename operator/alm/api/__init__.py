@@ -83,45 +83,47 @@ from alm.api.agentversion import (
     ToolSpec,
     ToolType,
 )
-from alm.api.common import (
+from alm.api.analysis import AnalysisSpec, CustomQuery, KPIThresholds
+from alm.api.base import (
     API_VERSION,
     CATEGORIES,
-    DURATION_PATTERN,
     GROUP,
     VERSION,
     AlmModel,
-    AnalysisSpec,
+    CelRule,
+)
+from alm.api.crdgen import build_crd, build_crds, crd_filename, render_crd_yaml
+from alm.api.kinds import KINDS, KindInfo, PrinterColumn
+from alm.api.rolloutstrategy import (
     ApprovalStep,
     BlueGreenStrategy,
     CanaryStep,
     CanaryStrategy,
-    CelRule,
-    Condition,
-    ConditionStatus,
-    ConfigMapKeyRef,
-    CustomQuery,
-    DNS1123Label,
-    DNS1123Subdomain,
-    Duration,
     GatewayAPIRouting,
-    KopfState,
-    KPIThresholds,
-    LocalObjectRef,
     ParentRef,
     PauseStep,
-    Quantity,
     RollbackMode,
     RolloutStrategy,
-    SecretKeyRef,
     ShadowRelativeThresholds,
     ShadowStrategy,
     StepAnalysis,
     TrafficRouting,
     TrafficRoutingType,
+)
+from alm.api.values import (
+    DURATION_PATTERN,
+    Condition,
+    ConditionStatus,
+    ConfigMapKeyRef,
+    DNS1123Label,
+    DNS1123Subdomain,
+    Duration,
+    KopfState,
+    LocalObjectRef,
+    Quantity,
+    SecretKeyRef,
     parse_duration,
 )
-from alm.api.crdgen import build_crd, build_crds, crd_filename, render_crd_yaml
-from alm.api.kinds import KINDS, KindInfo, PrinterColumn
 
 __all__ = [
     "API_VERSION",

@@ -14,21 +14,22 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
-from alm.api.common import (
+from alm.api.analysis import KPIThresholds
+from alm.api.base import (
     API_VERSION,
     AlmModel,
     CelRule,
+    list_map,
+    validations,
+)
+from alm.api.rolloutstrategy import ParentRef, RolloutStrategy
+from alm.api.values import (
     Condition,
     DNS1123Label,
     DNS1123Subdomain,
     Duration,
     KopfState,
-    KPIThresholds,
-    ParentRef,
-    RolloutStrategy,
     SecretKeyRef,
-    list_map,
-    validations,
 )
 
 __all__ = [

@@ -12,17 +12,19 @@ from typing import Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
-from alm.api.common import (
+from alm.api.base import (
     API_VERSION,
     AlmModel,
     CelRule,
+    list_map,
+    validations,
+)
+from alm.api.values import (
     Condition,
     DNS1123Subdomain,
     KopfState,
     LocalObjectRef,
     SecretKeyRef,
-    list_map,
-    validations,
 )
 
 __all__ = [

@@ -12,15 +12,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from alm.api.common import (
-    API_VERSION,
-    AlmModel,
+from alm.api.base import API_VERSION, AlmModel, list_map
+from alm.api.rolloutstrategy import RolloutStrategy
+from alm.api.values import (
     Condition,
     DNS1123Subdomain,
     KopfState,
     LocalObjectRef,
-    RolloutStrategy,
-    list_map,
 )
 
 __all__ = [

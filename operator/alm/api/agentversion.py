@@ -14,19 +14,21 @@ from typing import Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
 
-from alm.api.common import (
+from alm.api.base import (
     API_VERSION,
     AlmModel,
     CelRule,
+    count_set,
+    list_map,
+    validations,
+)
+from alm.api.values import (
     Condition,
     ConfigMapKeyRef,
     DNS1123Label,
     KopfState,
     Quantity,
     SecretKeyRef,
-    count_set,
-    list_map,
-    validations,
 )
 
 __all__ = [

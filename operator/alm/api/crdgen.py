@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from alm.api.common import GROUP, VERSION
+from alm.api.base import GROUP, VERSION
 from alm.api.kinds import KINDS, KindInfo
 
 __all__ = ["build_crd", "build_crds", "crd_filename", "render_crd_yaml", "to_structural"]

@@ -13,7 +13,7 @@ from alm.api.agent import Agent, AgentSpec, AgentStatus
 from alm.api.agentretirement import AgentRetirement, AgentRetirementSpec, AgentRetirementStatus
 from alm.api.agentrollout import AgentRollout, AgentRolloutSpec, AgentRolloutStatus
 from alm.api.agentversion import AgentVersion, AgentVersionSpec, AgentVersionStatus
-from alm.api.common import CATEGORIES, GROUP, VERSION, AlmModel
+from alm.api.base import CATEGORIES, GROUP, VERSION, AlmModel
 
 __all__ = ["KINDS", "KindInfo", "PrinterColumn"]
 

@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from alm.cli import kubectl_views as views
+from alm.cli import kubectl_agent_views as agent_views
+from alm.cli import kubectl_audit_view as audit_view
+from alm.cli import kubectl_objects as objects
+from alm.cli import kubectl_retirement_view as retirement_view
+from alm.cli import kubectl_status_view as status_view
 from alm.core import audit
 
 SNAPSHOTS = pathlib.Path(__file__).resolve().parents[1] / "data" / "kubectl"
@@ -88,37 +92,38 @@ def _tampered() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 
 VIEWS: dict[str, Callable[[], str]] = {
-    "list": lambda: views.render_list([agent(), agent("alpha", phase="Available", canaryVersion=None, canaryWeight=0,
-                                                      cost={"day": "2026-01-12", "tokens": 5, "usd": 9.0}),
-                                       {"metadata": {"name": "fresh"}, "spec": {"version": "fresh-v1"}}], TODAY),
-    "list_empty": lambda: views.render_list([], TODAY),
-    "status_awaiting_approval": lambda: views.render_status(agent(), rollout(
+    "list": lambda: agent_views.render_list([agent(), agent("alpha", phase="Available", canaryVersion=None,
+                                                            canaryWeight=0,
+                                                            cost={"day": "2026-01-12", "tokens": 5, "usd": 9.0}),
+                                             {"metadata": {"name": "fresh"}, "spec": {"version": "fresh-v1"}}], TODAY),
+    "list_empty": lambda: agent_views.render_list([], TODAY),
+    "status_awaiting_approval": lambda: status_view.render_status(agent(), rollout(
         phase="AwaitingApproval", currentStep=3, weight=20, message="Waiting for approval at step 3",
         approvals=[], analysisRuns=[RUN])),
-    "status_progressing_approved": lambda: views.render_status(agent(), rollout(
+    "status_progressing_approved": lambda: status_view.render_status(agent(), rollout(
         phase="Progressing", currentStep=5, weight=50,
         approvals=[{"step": 3, "approvedBy": "alice@example.com", "approvedAt": "2026-01-13T09:20:00Z"}],
         analysisRuns=[RUN])),
-    "status_rolled_back": lambda: views.render_status(agent(phase="Degraded", canaryVersion=None, canaryWeight=0),
+    "status_rolled_back": lambda: status_view.render_status(agent(phase="Degraded", canaryVersion=None, canaryWeight=0),
                                                       rollout(phase="RolledBack", currentStep=2, weight=0,
                                                               finishedAt="2026-01-13T09:15:00Z",
                                                               abort={"reason": "AnalysisFailed",
                                                                      "kpi": "successRate", "value": 0.8,
                                                                      "threshold": 0.95,
                                                                      "at": "2026-01-13T09:15:00Z"})),
-    "status_blue_green": lambda: views.render_status(agent(), rollout(
+    "status_blue_green": lambda: status_view.render_status(agent(), rollout(
         strategy={"blueGreen": {"autoPromotionSeconds": 60}}, phase="Paused", weight=0,
         message="Preview ready; promote with the promote annotation")),
-    "status_no_rollout": lambda: views.render_status(agent(conditions=[]), None,
+    "status_no_rollout": lambda: status_view.render_status(agent(conditions=[]), None,
                                                      last=rollout(phase="Succeeded")),
-    "history": lambda: views.render_history(agent()),
-    "history_empty": lambda: views.render_history(agent(history=[])),
-    "audit_verified": lambda: views.render_audit("bot", entries(), _verdict(entries())),
-    "audit_tampered": lambda: views.render_audit("bot", *_tampered()),
-    "audit_empty": lambda: views.render_audit("bot", [], None),
-    "budget_exceeded": lambda: views.render_budget(agent(), TODAY),
-    "budget_none": lambda: views.render_budget({"metadata": {"name": "bot"}, "spec": {}, "status": {}}, TODAY),
-    "retirement_retired": lambda: views.render_retirement({
+    "history": lambda: agent_views.render_history(agent()),
+    "history_empty": lambda: agent_views.render_history(agent(history=[])),
+    "audit_verified": lambda: audit_view.render_audit("bot", entries(), _verdict(entries())),
+    "audit_tampered": lambda: audit_view.render_audit("bot", *_tampered()),
+    "audit_empty": lambda: audit_view.render_audit("bot", [], None),
+    "budget_exceeded": lambda: agent_views.render_budget(agent(), TODAY),
+    "budget_none": lambda: agent_views.render_budget({"metadata": {"name": "bot"}, "spec": {}, "status": {}}, TODAY),
+    "retirement_retired": lambda: retirement_view.render_retirement({
         "metadata": {"name": "bot-retirement"},
         "spec": {"agentRef": {"name": "bot"}, "reason": "Replaced by bot-2 (OPS-1234)"},
         "status": {"phase": "Retired", "revoked": [
@@ -129,7 +134,7 @@ VIEWS: dict[str, Callable[[], str]] = {
             {"kind": "Webhook", "name": "https://revoker.example.com/alm", "result": "Revoked",
              "revokedAt": "2026-01-13T10:00:02.010Z"}],
             "archive": {"location": "configmap/bot-archive", "sha256": "0f" * 32, "sizeBytes": 48213, "parts": 1}}}),
-    "retirement_failed": lambda: views.render_retirement({
+    "retirement_failed": lambda: retirement_view.render_retirement({
         "metadata": {"name": "bot-retirement"}, "spec": {"agentRef": {"name": "bot"}, "reason": "End of life"},
         "status": {"phase": "Failed", "message": "the revocation webhook gave up after 5 retries (HTTP 503); "
                                                  "every Kubernetes credential is revoked; annotate alm.dev/retry"}}),
@@ -154,8 +159,8 @@ def test_every_snapshot_has_a_view() -> None:
 def test_views_are_literal_text() -> None:
     """Brackets are shown as they are (no rich markup), and nothing depends on a terminal."""
     odd = agent(conditions=[{"type": "Invalid", "status": "True", "reason": "Bad", "message": "[bold]x[/bold]"}])
-    assert "[bold]x[/bold]" in views.render_status(odd, None)
-    assert "\x1b" not in views.render_status(agent(), rollout(phase="Progressing"))
+    assert "[bold]x[/bold]" in status_view.render_status(odd, None)
+    assert "\x1b" not in status_view.render_status(agent(), rollout(phase="Progressing"))
 
 
 @pytest.mark.parametrize(("weight", "bar"), [
@@ -165,7 +170,7 @@ def test_views_are_literal_text() -> None:
     (140, "[████████████████████] 100% canary"),
 ])
 def test_weight_bar(weight: int, bar: str) -> None:
-    assert views.weight_bar(weight) == bar
+    assert status_view.weight_bar(weight) == bar
 
 
 def test_active_rollout_is_the_newest_unfinished_one_of_the_agent() -> None:
@@ -173,37 +178,37 @@ def test_active_rollout_is_the_newest_unfinished_one_of_the_agent() -> None:
     new = rollout("r2", created="2026-01-02T00:00:00Z", phase="Pending")
     done = rollout("r3", created="2026-01-03T00:00:00Z", phase="Succeeded")
     other = rollout("r4", agent_name="other", created="2026-01-04T00:00:00Z", phase="Progressing")
-    assert views.active_rollout([old, new, done, other], "bot") is new
-    assert views.active_rollout([done, other], "bot") is None
-    assert views.latest_rollout([old, done, other], "bot") is done
+    assert objects.active_rollout([old, new, done, other], "bot") is new
+    assert objects.active_rollout([done, other], "bot") is None
+    assert objects.latest_rollout([old, done, other], "bot") is done
     no_status = rollout("r5")
     no_status.pop("status")
-    assert views.active_rollout([no_status], "bot") is no_status  # not started yet: Pending
+    assert objects.active_rollout([no_status], "bot") is no_status  # not started yet: Pending
 
 
 def test_previous_version_skips_the_current_and_failed_versions() -> None:
-    assert views.previous_version(agent()) == "bot-v2"
+    assert objects.previous_version(agent()) == "bot-v2"
     at_v2 = agent()
     at_v2["spec"]["version"] = "bot-v2"
-    assert views.previous_version(at_v2) == "bot-v1"
-    assert views.previous_version(agent(history=[])) is None
+    assert objects.previous_version(at_v2) == "bot-v1"
+    assert objects.previous_version(agent(history=[])) is None
 
 
 def test_cost_today_ignores_another_day() -> None:
-    assert views.cost_today(agent(), TODAY) == {"day": TODAY, "tokens": 120500, "usd": 2.4}
-    assert views.cost_today(agent(), "2026-01-14") == {"day": "2026-01-14", "tokens": 0, "usd": 0.0}
-    assert views.cost_today({"metadata": {}}, TODAY)["usd"] == 0.0
+    assert objects.cost_today(agent(), TODAY) == {"day": TODAY, "tokens": 120500, "usd": 2.4}
+    assert objects.cost_today(agent(), "2026-01-14") == {"day": "2026-01-14", "tokens": 0, "usd": 0.0}
+    assert objects.cost_today({"metadata": {}}, TODAY)["usd"] == 0.0
 
 
 def test_step_text() -> None:
-    assert [views.step_text(s) for s in STEPS] == [
+    assert [status_view.step_text(s) for s in STEPS] == [
         "setWeight 20%", "pause 10m", "analysis 5m",
         "approval: Check the dashboards (approvers: alice, bob)", "setWeight 50%", "pause (until resumed)",
         "setWeight 100%"]
 
 
 def test_status_data_keeps_the_newest_measurement_per_kpi() -> None:
-    data = views.status_data(agent(), rollout(phase="Progressing", currentStep=2, analysisRuns=[RUN]))
+    data = status_view.status_data(agent(), rollout(phase="Progressing", currentStep=2, analysisRuns=[RUN]))
     measurements = data["rollout"]["analysis"]["measurements"]
     assert [(m["kpi"], m.get("value")) for m in measurements] == [
         ("successRate", 0.981), ("latencySeconds", 1.1), ("costPerTaskUSD", None)]
@@ -211,7 +216,7 @@ def test_status_data_keeps_the_newest_measurement_per_kpi() -> None:
 
 
 def test_budget_data() -> None:
-    data = views.budget_data(agent(), TODAY)
+    data = agent_views.budget_data(agent(), TODAY)
     assert data["usd"] == {"used": 2.4, "limit": 2.0} and data["onExceeded"] == "suspend"
     assert data["budgetExceeded"]["status"] == "True"
-    assert views.budget_data({"metadata": {"name": "x"}, "spec": {}}, TODAY)["onExceeded"] is None
+    assert agent_views.budget_data({"metadata": {"name": "x"}, "spec": {}}, TODAY)["onExceeded"] is None

@@ -1,7 +1,7 @@
 """``kubectl alm``: the kubectl plugin (entry point ``kubectl-alm``).
 
 See docs/cli.md for every command. The parsing lives here; the API calls in
-:mod:`alm.cli.kubectl_commands`; what is shown in :mod:`alm.cli.kubectl_views` (pure).
+:mod:`alm.cli.kubectl_commands`; what is shown in the ``alm.cli.kubectl_*_view(s)`` modules (pure).
 
 Exit codes: 0 ok, 1 operation failed (or audit verification failed), 2 usage error,
 3 not found (agent, object, or the alm CRDs), 4 forbidden (RBAC).
@@ -20,8 +20,8 @@ import yaml
 
 from alm import __version__
 from alm.cli import kubectl_commands as commands
-from alm.cli import kubectl_views as views
 from alm.cli.kubectl_commands import EXIT_CODES, CliError, Outcome
+from alm.cli.kubectl_format import DEFAULT_WIDTH
 
 __all__ = ["main"]
 
@@ -101,7 +101,7 @@ def _emit(outcome: Outcome, fmt: str | None, stream: TextIO) -> None:
 
 
 def _width(stream: TextIO) -> int:
-    return shutil.get_terminal_size((100, 24)).columns if stream.isatty() else views.DEFAULT_WIDTH
+    return shutil.get_terminal_size((100, 24)).columns if stream.isatty() else DEFAULT_WIDTH
 
 
 def _run(args: argparse.Namespace, stream: TextIO) -> int:

@@ -3,7 +3,7 @@
 Every call goes through :class:`Session`, which turns API failures into :class:`CliError` with
 the exit code scripts rely on (:data:`EXIT_CODES`) and a message that says what to do: a
 missing CRD, a missing object, or the verb and resource RBAC refused. What is shown is decided
-in :mod:`alm.cli.kubectl_views` (pure).
+in the ``alm.cli.kubectl_*_view(s)`` modules (pure).
 
 Human commands never write a spec the user owns, except ``rollback`` (which says so): the
 rollout controls are annotations on the AgentRollout that the operator consumes
@@ -24,7 +24,12 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from alm.cli import kubectl_views as views
+from alm.cli import kubectl_agent_views as agent_views
+from alm.cli import kubectl_audit_view as audit_view
+from alm.cli import kubectl_format as fmt
+from alm.cli import kubectl_objects as objects
+from alm.cli import kubectl_retirement_view as retirement_view
+from alm.cli import kubectl_status_view as status_view
 from alm.core import audit, naming, rolloutcontrols
 from alm.kube import errors, resources
 from alm.kube.api import Kube
@@ -205,27 +210,27 @@ class Session:
 
 # --- read commands ----------------------------------------------------------------------------
 
-def list_agents(s: Session, width: int = views.DEFAULT_WIDTH) -> Outcome:
+def list_agents(s: Session, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
     agents = s.list("Agent")
     today = _today()
-    return Outcome({"items": views.list_data(agents, today)}, views.render_list(agents, today, width=width))
+    return Outcome({"items": agent_views.list_data(agents, today)}, agent_views.render_list(agents, today, width=width))
 
 
 def _status(s: Session, agent: str, width: int) -> tuple[Outcome, Mapping[str, Any] | None]:
     body = s.need("Agent", agent)
     rollouts = s.list("AgentRollout")
-    active = views.active_rollout(rollouts, agent)
-    last = views.latest_rollout(rollouts, agent) if active is None else None
-    text = views.render_status(body, active, last=last, width=width)
-    return Outcome(views.status_data(body, active), text), active
+    active = objects.active_rollout(rollouts, agent)
+    last = objects.latest_rollout(rollouts, agent) if active is None else None
+    text = status_view.render_status(body, active, last=last, width=width)
+    return Outcome(status_view.status_data(body, active), text), active
 
 
-def status(s: Session, agent: str, width: int = views.DEFAULT_WIDTH) -> Outcome:
+def status(s: Session, agent: str, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
     return _status(s, agent, width)[0]
 
 
 def watch_status(
-    s: Session, agent: str, out: Out, *, width: int = views.DEFAULT_WIDTH, interval: float = 1.0,
+    s: Session, agent: str, out: Out, *, width: int = fmt.DEFAULT_WIDTH, interval: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Show the status every ``interval`` seconds until the rollout being watched finishes.
@@ -236,28 +241,28 @@ def watch_status(
     out(outcome)
     if active is None:
         return Outcome(None, "", EXIT_OK)
-    name = views.name_of(active)
+    name = objects.name_of(active)
     while True:
         sleep(interval)
         body = s.need("Agent", agent)
         rollout = s.get("AgentRollout", name)
         if rollout is None:
             raise CliError(f"AgentRollout {name!r} was deleted while watching", EXIT_FAILED)
-        out(Outcome(views.status_data(body, rollout), views.render_status(body, rollout, width=width)))
-        if views.is_finished(rollout):
+        out(Outcome(status_view.status_data(body, rollout), status_view.render_status(body, rollout, width=width)))
+        if objects.is_finished(rollout):
             phase = rollout["status"]["phase"]
             return Outcome(None, "", EXIT_OK if phase == "Succeeded" else EXIT_FAILED)
 
 
-def history(s: Session, agent: str, width: int = views.DEFAULT_WIDTH) -> Outcome:
+def history(s: Session, agent: str, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
     body = s.need("Agent", agent)
-    return Outcome({"items": views.history_data(body)}, views.render_history(body, width=width))
+    return Outcome({"items": agent_views.history_data(body)}, agent_views.render_history(body, width=width))
 
 
-def budget(s: Session, agent: str, width: int = views.DEFAULT_WIDTH) -> Outcome:
+def budget(s: Session, agent: str, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
     body = s.need("Agent", agent)
     today = _today()
-    return Outcome(views.budget_data(body, today), views.render_budget(body, today, width=width))
+    return Outcome(agent_views.budget_data(body, today), agent_views.render_budget(body, today, width=width))
 
 
 def _segments(s: Session, agent: str) -> list[Obj]:
@@ -272,7 +277,7 @@ def _segments(s: Session, agent: str) -> list[Obj]:
     return found
 
 
-def audit_log(s: Session, agent: str, *, verify: bool = False, width: int = views.DEFAULT_WIDTH) -> Outcome:
+def audit_log(s: Session, agent: str, *, verify: bool = False, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
     """The audit entries; with ``verify`` the chain is checked against ``status.auditHead`` (exit 1 if broken).
 
     The log outlives its Agent (retirement archives it), so a deleted Agent is fine when entries remain.
@@ -291,8 +296,8 @@ def audit_log(s: Session, agent: str, *, verify: bool = False, width: int = view
         verdict = {"ok": result.ok, "kind": str(result.kind) if result.kind else None, "seq": result.seq,
                    "message": result.message, "head": head}
         code = EXIT_OK if result.ok else EXIT_FAILED
-    return Outcome(views.audit_data(entries, verdict), views.render_audit(agent, entries, verdict, width=width),
-                   code)
+    return Outcome(audit_view.audit_data(entries, verdict),
+                   audit_view.render_audit(agent, entries, verdict, width=width), code)
 
 
 # --- rollout controls -------------------------------------------------------------------------
@@ -309,7 +314,7 @@ CONTROLS = {
 def control(s: Session, agent: str, command: str, *, full: bool = False, reason: str = "") -> Outcome:
     """Annotate the Agent's active AgentRollout; the operator carries the command out and removes the annotation."""
     s.need("Agent", agent)
-    rollout = views.active_rollout(s.list("AgentRollout"), agent)
+    rollout = objects.active_rollout(s.list("AgentRollout"), agent)
     if rollout is None:
         raise CliError(f"Agent {agent!r} has no active rollout: nothing to {command} "
                        f"(see 'kubectl alm status {agent}')", EXIT_FAILED)
@@ -343,7 +348,7 @@ def control(s: Session, agent: str, command: str, *, full: bool = False, reason:
 def rollback(s: Session, agent: str, to: str | None = None) -> Outcome:
     body = s.need("Agent", agent)
     current = body.get("spec", {}).get("version")
-    target = to or views.previous_version(body)
+    target = to or objects.previous_version(body)
     if target is None:
         raise CliError(f"Agent {agent!r} has no earlier successful version in status.history; "
                        "name one with --to VERSION", EXIT_FAILED)
@@ -381,18 +386,18 @@ def retire(
         lead = f"AgentRetirement {name} created: the operator drains, revokes, archives and retires {agent}.\n"
     else:
         obj = existing
-        lead = f"AgentRetirement {name} already exists (phase {views.retirement_data(existing)['phase']}).\n"
+        lead = f"AgentRetirement {name} already exists (phase {retirement_view.retirement_data(existing)['phase']}).\n"
     if not wait:
-        return Outcome(views.retirement_data(obj), lead + f"Follow it with 'kubectl alm retire {agent} "
+        return Outcome(retirement_view.retirement_data(obj), lead + f"Follow it with 'kubectl alm retire {agent} "
                        f"--reason ... --wait' or 'kubectl get agentretirement {name}'.\n")
     if out is not None:
         out(Outcome(None, lead))
     deadline = clock() + timeout
-    while views.retirement_data(obj)["phase"] not in views.RETIREMENT_DONE:
+    while retirement_view.retirement_data(obj)["phase"] not in objects.RETIREMENT_DONE:
         if clock() > deadline:
-            raise CliError(f"AgentRetirement {name} is still {views.retirement_data(obj)['phase']} after "
+            raise CliError(f"AgentRetirement {name} is still {retirement_view.retirement_data(obj)['phase']} after "
                            f"{timeout:.0f}s", EXIT_FAILED)
         sleep(interval)
         obj = s.need("AgentRetirement", name)
-    data = views.retirement_data(obj)
-    return Outcome(data, views.render_retirement(obj), EXIT_OK if data["phase"] == "Retired" else EXIT_FAILED)
+    data = retirement_view.retirement_data(obj)
+    return Outcome(data, retirement_view.render_retirement(obj), EXIT_OK if data["phase"] == "Retired" else EXIT_FAILED)

@@ -1,4 +1,5 @@
-"""The pure helpers of the retirement controller (alm.handlers.retirement): what it folds into a plan."""
+"""The pure helpers of the retirement controller (alm.handlers.retirementacting, retirementobserving): what it folds
+into a plan."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from alm.core import retirement, retirementtypes
 from alm.core.retirementtypes import Credential, RetirementObservations, RevokeSecret
-from alm.handlers import retirement as controller
+from alm.handlers import retirementacting as acting
+from alm.handlers import retirementobserving as observing
 from alm.metrics import operator as metrics
 
 T0 = "2026-11-24T12:00:00.000Z"
@@ -29,7 +31,7 @@ def revoking_plan() -> retirementtypes.RetirementPlan:
 def test_a_delete_that_finds_nothing_is_recorded_as_already_gone_everywhere() -> None:
     p = revoking_plan()
     assert RevokeSecret("bot-credentials-1") in p.actions
-    gone = controller._already_gone(p, "Secret", "bot-credentials-1")
+    gone = acting._already_gone(p, "Secret", "bot-credentials-1")
     assert [r["result"] for r in gone.status["revoked"]] == ["AlreadyGone"]
     assert [i.details["result"] for i in gone.audit if i.action == "credentialRevoked"] == ["AlreadyGone"]
     assert "Secret bot-credentials-1: AlreadyGone" in [e.message for e in gone.events]
@@ -38,17 +40,17 @@ def test_a_delete_that_finds_nothing_is_recorded_as_already_gone_everywhere() ->
 
 def test_revocation_latency_is_timed_from_the_revoking_transition() -> None:
     p = revoking_plan()
-    assert controller.revocation_started(p.status) == T0
+    assert acting.revocation_started(p.status) == T0
 
     def sample(suffix: str) -> float:
         return metrics.REGISTRY.get_sample_value(f"alm_operator_revocation_seconds_{suffix}", {"kind": "Secret"}) or 0.0
 
     count, total = sample("count"), sample("sum")
-    controller._observe_revocation(p, "Secret")
+    acting._observe_revocation(p, "Secret")
     assert sample("count") == count + 1
     elapsed = sample("sum") - total
     assert elapsed > 0, "T0 is in the past"
-    assert controller.revocation_started({"transitions": [{"phase": "Draining", "at": T0}]}) is None
+    assert acting.revocation_started({"transitions": [{"phase": "Draining", "at": T0}]}) is None
 
 
 @pytest.mark.parametrize(("created", "transitions", "successor"), [
@@ -61,9 +63,9 @@ def test_only_the_agent_the_retirement_started_with_is_retired(
     created: str, transitions: list[dict[str, Any]], successor: bool
 ) -> None:
     agent = {"metadata": {"name": "bot", "creationTimestamp": created}}
-    assert controller._successor(agent, {"status": {"transitions": transitions}}) is successor
+    assert observing._successor(agent, {"status": {"transitions": transitions}}) is successor
 
 
 def test_times_have_milliseconds_so_waits_are_not_cut_short() -> None:
-    now = controller.now_ms()
+    now = observing.now_ms()
     assert len(now) == len("2026-11-24T12:00:00.000Z") and now.endswith("Z") and now[19] == "."

@@ -7,8 +7,9 @@ Used by ``alm sandbox`` (the whole operator without a cluster) and by the integr
 """
 
 from alm.sandbox.apiserver import ApiServerEmulator, ApiServerThread
-from alm.sandbox.objectstore import ObjectStore, StoreEvent
+from alm.sandbox.objectstore import ObjectStore
 from alm.sandbox.resources import ResourceDef
+from alm.sandbox.watches import StoreEvent
 from alm.sandbox.workloads import DeploymentController
 
 __all__ = [

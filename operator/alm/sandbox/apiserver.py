@@ -39,13 +39,8 @@ import yaml
 from kmock._internal import rendering  # Response/StreamingError: not re-exported by kmock 0.8
 
 from alm.sandbox import nodeless
-from alm.sandbox.objectstore import (
-    ObjectStore,
-    PatchType,
-    api_error,
-    event_matcher,
-    translate_event,
-)
+from alm.sandbox.apierrors import api_error
+from alm.sandbox.objectstore import ObjectStore, PatchType
 from alm.sandbox.resources import (
     CRD_KEY,
     Requirement,
@@ -54,6 +49,7 @@ from alm.sandbox.resources import (
     parse_label_selector,
     resources_from_crd,
 )
+from alm.sandbox.watches import event_matcher, translate_event
 
 T = TypeVar('T')
 

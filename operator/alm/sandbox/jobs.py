@@ -23,7 +23,9 @@ import logging
 from typing import Any
 
 from alm.core import archive
-from alm.sandbox.objectstore import ObjectStore, StoreEvent, now_rfc3339
+from alm.sandbox.defaulting import now_rfc3339
+from alm.sandbox.objectstore import ObjectStore
+from alm.sandbox.watches import StoreEvent
 
 __all__ = ["JOBS", "JobController"]
 

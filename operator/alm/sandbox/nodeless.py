@@ -25,7 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alm.sandbox.objectstore import ObjectStore, api_error, now_rfc3339
+from alm.sandbox.apierrors import api_error
+from alm.sandbox.defaulting import now_rfc3339
+from alm.sandbox.objectstore import ObjectStore
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "bind_pod", "delete_pod", "deletion_grace"]
 

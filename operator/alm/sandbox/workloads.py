@@ -19,7 +19,9 @@ from typing import Any
 import kmock
 
 from alm.sandbox import nodeless
-from alm.sandbox.objectstore import ObjectStore, StoreEvent, now_rfc3339
+from alm.sandbox.defaulting import now_rfc3339
+from alm.sandbox.objectstore import ObjectStore
+from alm.sandbox.watches import StoreEvent
 
 log = logging.getLogger(__name__)
 

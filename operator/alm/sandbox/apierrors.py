@@ -1,0 +1,24 @@
+"""The emulated API server's errors: how the store raises them and how the HTTP layer renders them.
+
+Kept apart so that the store, the simulated controllers and the HTTP layer raise the same
+``kmock.KubernetesError`` values without importing each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kmock
+
+from alm.sandbox.resources import ResourceDef
+
+
+def api_error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
+    """An error the HTTP layer renders as a Kubernetes ``Status`` with this code and reason."""
+    return kmock.KubernetesError(status=status, reason=reason, message=message, details=details or {})
+
+
+def not_found(rdef: ResourceDef, name: str) -> kmock.KubernetesError:
+    what = f'{rdef.plural}.{rdef.group}' if rdef.group else rdef.plural
+    return api_error(404, 'NotFound', f'{what} "{name}" not found', name=name, group=rdef.group, kind=rdef.plural)
+

@@ -29,7 +29,7 @@ from typing import Any
 from alm.api import build_crds
 from alm.kube import resources
 from alm.kube.api import Kube
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
 from alm.sandbox.workloads import DeploymentController
 

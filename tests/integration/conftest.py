@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from alm.api import build_crds
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.jobs import JobController
 from alm.sandbox.processes import ProcessDeploymentController
 from alm.sandbox.workloads import DeploymentController

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.workloads import DeploymentController
 
 

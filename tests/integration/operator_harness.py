@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from alm.kube import errors
 from alm.kube.api import Kube
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
 from tests.e2e.kubeconfig import write_kubeconfig
 

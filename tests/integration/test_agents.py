@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 

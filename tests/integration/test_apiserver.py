@@ -23,7 +23,8 @@ import pytest
 from kubernetes import client, dynamic, watch
 from kubernetes.client.exceptions import ApiException
 
-from alm.sandbox.apiserver import ApiServerEmulator, ApiServerThread
+from alm.sandbox.apiserver import ApiServerEmulator
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.workloads import DeploymentController
 
 T = TypeVar('T')

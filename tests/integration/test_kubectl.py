@@ -27,7 +27,7 @@ from alm.api import build_crds
 from alm.cli import kubectl
 from alm.core import audit
 from alm.kube.api import Kube
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from tests import scenarios
 
 USER = "alice@example.com"

@@ -11,7 +11,8 @@ import pytest
 
 from alm.kube import errors
 from alm.kube.api import MERGE, Kube
-from alm.sandbox.apiserver import ApiServerEmulator, ApiServerThread
+from alm.sandbox.apiserver import ApiServerEmulator
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.workloads import DeploymentController
 
 T = TypeVar("T")

@@ -26,7 +26,7 @@ from alm.handlers.context import Context
 from alm.kube import webhook
 from alm.kube.api import Kube
 from alm.metrics import operator as metrics
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.jobs import JobController
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster

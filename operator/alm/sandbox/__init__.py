@@ -6,7 +6,8 @@ Used by ``alm sandbox`` (the whole operator without a cluster) and by the integr
 ``DeploymentController`` (:mod:`alm.sandbox.workloads`) makes Deployments become Available.
 """
 
-from alm.sandbox.apiserver import ApiServerEmulator, ApiServerThread
+from alm.sandbox.apiserver import ApiServerEmulator
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.objectstore import ObjectStore
 from alm.sandbox.resources import ResourceDef
 from alm.sandbox.watches import StoreEvent

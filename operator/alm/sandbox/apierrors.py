@@ -22,3 +22,11 @@ def not_found(rdef: ResourceDef, name: str) -> kmock.KubernetesError:
     what = f'{rdef.plural}.{rdef.group}' if rdef.group else rdef.plural
     return api_error(404, 'NotFound', f'{what} "{name}" not found', name=name, group=rdef.group, kind=rdef.plural)
 
+
+def status_body(error: kmock.KubernetesError) -> dict[str, Any]:
+    """A ``Status`` object, as real servers answer errors (the kubernetes client parses these)."""
+    return {
+        'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
+        'message': error.message or '', 'reason': error.reason or '', 'details': error.details or {},
+        'code': error.status,
+    }

@@ -23,7 +23,8 @@ from types import FrameType
 
 import yaml
 
-from alm.sandbox.apiserver import ApiServerEmulator, ApiServerThread
+from alm.sandbox.apiserver import ApiServerEmulator
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.jobs import JobController
 from alm.sandbox.workloads import DeploymentController
 

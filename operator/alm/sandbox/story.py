@@ -34,7 +34,7 @@ import yaml
 from alm.api import build_crds
 from alm.kube.api import Kube
 from alm.sandbox import beats
-from alm.sandbox.apiserver import ApiServerThread
+from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
 from alm.sandbox.processes import ProcessDeploymentController
 from alm.sandbox.traffic import Traffic

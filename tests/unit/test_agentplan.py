@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from alm.core import agentplan, statuspatch
-from alm.core.agentplan import AgentObservations, plan_agent
+from alm.core import agenttypes, statuspatch
+from alm.core.agentplan import plan_agent
+from alm.core.agenttypes import AgentObservations
 from alm.handlers.wiring import AGENT_STATUS_KEYS
 from tests.unit.builders import (
     LATER,
@@ -29,7 +30,7 @@ SOURCES = {"bot-tools": {"crm-key": SECRET_B64}}
 
 def plan(agent: dict[str, Any] | None = None, version: dict[str, Any] | None = None,
          sources: Any = None, children: list[dict[str, Any]] | None = None, now: str = NOW,
-         ) -> agentplan.AgentPlan:
+         ) -> agenttypes.AgentPlan:
     agent = agent if agent is not None else agent_body()
     version = version if version is not None else ready(version_body())
     return plan_agent(AgentObservations(agent, version, SOURCES if sources is None else sources,
@@ -43,12 +44,12 @@ def converge(agent: dict[str, Any], version: dict[str, Any] | None = None,
     agent = copy.deepcopy(agent)
     for _ in range(5):
         p = plan(agent, version, sources, children)
-        live = {agentplan.child_key(c): c for c in children}
+        live = {agenttypes.child_key(c): c for c in children}
         for obj in p.apply:
             status = available_status(obj["spec"]["replicas"]) if obj["kind"] == "Deployment" else {}
-            live[agentplan.child_key(obj)] = as_live(obj, **status)
+            live[agenttypes.child_key(obj)] = as_live(obj, **status)
         for obj in p.delete:
-            live.pop(agentplan.child_key(obj))
+            live.pop(agenttypes.child_key(obj))
         children = list(live.values())
         agent["status"] = p.status
         if not p.apply and not p.delete:

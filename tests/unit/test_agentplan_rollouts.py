@@ -6,8 +6,10 @@ import copy
 from typing import Any
 
 from alm.api import AgentSpec
-from alm.core import agentplan
-from alm.core.agentplan import AgentObservations, RolloutTraffic, plan_agent
+from alm.core import agentstatus, agenttraffic, agenttypes
+from alm.core.agentplan import plan_agent
+from alm.core.agenttraffic import RolloutTraffic
+from alm.core.agenttypes import AgentObservations
 from alm.core.rolloutstart import DecisionAction, DecisionReason, spec_hash
 from tests.unit.builders import (
     NOW,
@@ -26,7 +28,7 @@ V1, V2 = ready(version_body()), ready(version_body("bot-v2"), "bot-v2-config-def
 
 
 def _plan(agent: dict[str, Any], children: list[dict[str, Any]], *, rollouts: list[dict[str, Any]] | None = None,
-          traffic: RolloutTraffic | None = None) -> agentplan.AgentPlan:
+          traffic: RolloutTraffic | None = None) -> agenttypes.AgentPlan:
     version = V2 if agent["spec"]["version"] == "bot-v2" else V1
     stable = V1 if agent["spec"]["version"] == "bot-v2" else None
     return plan_agent(AgentObservations(agent, version, SOURCES, children, None, rollouts or [], stable, traffic),
@@ -37,17 +39,17 @@ def _converged(**spec: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     agent, children = agent_body(rollout=ROLLOUT, **spec), []
     for _ in range(4):
         p = _plan(agent, children)
-        live = {agentplan.child_key(c): c for c in children}
+        live = {agenttypes.child_key(c): c for c in children}
         for obj in p.apply:
             extra = available_status(obj["spec"]["replicas"]) if obj["kind"] == "Deployment" else {}
-            live[agentplan.child_key(obj)] = as_live(obj, **extra)
+            live[agenttypes.child_key(obj)] = as_live(obj, **extra)
         for obj in p.delete:
-            live.pop(agentplan.child_key(obj))
+            live.pop(agenttypes.child_key(obj))
         children, agent = list(live.values()), {**agent, "status": p.status}
     return agent, children
 
 
-def _deployments(p: agentplan.AgentPlan) -> dict[str, int]:
+def _deployments(p: agenttypes.AgentPlan) -> dict[str, int]:
     return {o["metadata"]["name"]: o["spec"]["replicas"] for o in p.apply if o["kind"] == "Deployment"}
 
 
@@ -98,9 +100,9 @@ def test_after_a_restart_the_live_split_is_kept_until_the_rollout_decides() -> N
     moving = _to(agent, "bot-v2")
     first = _plan(moving, children, traffic=RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1},
                                                            service_selector={"alm.dev/version": "bot-v2"}))
-    live = {agentplan.child_key(c): c for c in children}
+    live = {agenttypes.child_key(c): c for c in children}
     for obj in first.apply:
-        live[agentplan.child_key(obj)] = as_live(obj, **(available_status(obj["spec"]["replicas"])
+        live[agenttypes.child_key(obj)] = as_live(obj, **(available_status(obj["spec"]["replicas"])
                                                       if obj["kind"] == "Deployment" else {}))
     restarted = _plan({**moving, "status": first.status}, list(live.values()), traffic=None)
     assert restarted.apply == () and restarted.delete == ()  # nothing moves
@@ -143,11 +145,11 @@ def test_a_failed_rollout_serves_the_stable_version_and_says_so() -> None:
     assert p.status["stableVersion"] == "bot-v1" and p.status["phase"] == "Progressing"  # deleting the canary
     settled = _plan({**moving, "status": p.status}, children, rollouts=[failed])
     assert settled.apply == () and settled.delete == () and settled.status["phase"] == "Degraded"
-    rollout_failed = next(c for c in p.status["conditions"] if c["type"] == agentplan.ROLLOUT_FAILED)
+    rollout_failed = next(c for c in p.status["conditions"] if c["type"] == agentstatus.ROLLOUT_FAILED)
     assert rollout_failed["status"] == "True" and rollout_failed["reason"] == "AnalysisFailed"
     # Reverting spec.version clears it.
     back = _plan({**agent, "status": p.status}, children, rollouts=[failed])
-    cleared = next(c for c in back.status["conditions"] if c["type"] == agentplan.ROLLOUT_FAILED)
+    cleared = next(c for c in back.status["conditions"] if c["type"] == agentstatus.ROLLOUT_FAILED)
     assert cleared["status"] == "False" and back.status["phase"] == "Available"
 
 
@@ -169,15 +171,15 @@ def _after_promotion() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """v2 promoted and provisioned alone, v1's Deployment (and its credentials) still live."""
     _, old = _converged()
     agent, children = _converged(version="bot-v2")
-    names = {agentplan.child_key(c) for c in children}
-    lingering = [c for c in old if c["kind"] in ("Deployment", "Secret") and agentplan.child_key(c) not in names]
+    names = {agenttypes.child_key(c) for c in children}
+    lingering = [c for c in old if c["kind"] in ("Deployment", "Secret") and agenttypes.child_key(c) not in names]
     assert [c["metadata"]["name"] for c in lingering if c["kind"] == "Deployment"] == ["bot-bot-v1"]
     return agent, [*children, *lingering]
 
 
-def _selector(p: agentplan.AgentPlan, children: list[dict[str, Any]]) -> dict[str, str]:
-    service = next((o for o in p.apply if agentplan.child_key(o) == ("Service", "bot")), None)
-    service = service or next(c for c in children if agentplan.child_key(c) == ("Service", "bot"))
+def _selector(p: agenttypes.AgentPlan, children: list[dict[str, Any]]) -> dict[str, str]:
+    service = next((o for o in p.apply if agenttypes.child_key(o) == ("Service", "bot")), None)
+    service = service or next(c for c in children if agenttypes.child_key(c) == ("Service", "bot"))
     return dict(service["spec"]["selector"])
 
 
@@ -237,10 +239,10 @@ def test_the_version_services_of_a_gateway_routed_agent_outlive_its_rollouts() -
                                               "alm.dev/component": "traffic"}},
                       "spec": {"selector": {"alm.dev/agent": "bot", "alm.dev/version": "bot-v2"}}}
     replicas = _plan(agent, [*children, stable_service])
-    assert ("Service", "bot-stable") in [agentplan.child_key(o) for o in replicas.delete]
+    assert ("Service", "bot-stable") in [agenttypes.child_key(o) for o in replicas.delete]
     gateway = {**agent, "spec": {**agent["spec"], "rollout": {**ROLLOUT, "trafficRouting": {"type": "gatewayAPI"}}}}
     routed = _plan(gateway, [*children, stable_service])
-    assert ("Service", "bot-stable") not in [agentplan.child_key(o) for o in routed.delete]
+    assert ("Service", "bot-stable") not in [agenttypes.child_key(o) for o in routed.delete]
 
 
 def test_after_a_rolled_back_canary_the_next_canary_widens_the_service_selector() -> None:
@@ -248,24 +250,24 @@ def test_after_a_rolled_back_canary_the_next_canary_widens_the_service_selector(
     # selector "covers" the wider one (it has every key of it): the Service must be applied all the same.
     agent, children = _converged()
     children = copy.deepcopy(children)
-    service = next(c for c in children if agentplan.child_key(c) == ("Service", "bot"))
+    service = next(c for c in children if agenttypes.child_key(c) == ("Service", "bot"))
     service["spec"]["selector"] = {"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}
     traffic = RolloutTraffic(replicas={"bot-v1": 1, "bot-v2": 1}, service_selector={"alm.dev/agent": "bot"},
                              rollout="bot-bot-v2-1")
     p = _plan(_to(agent, "bot-v2"), children, traffic=traffic)
-    (applied,) = [o for o in p.apply if agentplan.child_key(o) == ("Service", "bot")]
+    (applied,) = [o for o in p.apply if agenttypes.child_key(o) == ("Service", "bot")]
     assert applied["spec"]["selector"] == {"alm.dev/agent": "bot"}
-    settled = [c for c in children if agentplan.child_key(c) != ("Service", "bot")] + [as_live(applied)]
+    settled = [c for c in children if agenttypes.child_key(c) != ("Service", "bot")] + [as_live(applied)]
     assert not [o for o in _plan(_to(agent, "bot-v2"), settled, traffic=traffic).apply if o["kind"] == "Service"]
 
 
 def test_only_the_rollout_that_owns_the_agents_traffic_builds_on_or_drops_its_decisions() -> None:
     old = RolloutTraffic(service_selector={"alm.dev/agent": "bot", "alm.dev/version": "bot-v1"}, rollout="r-v2")
-    assert agentplan.traffic_for(old, "r-v2") is old
-    assert agentplan.traffic_for(old, "r-v3") == RolloutTraffic(rollout="r-v3")  # a new rollout starts afresh
-    assert agentplan.traffic_for(None, "r-v3") == RolloutTraffic(rollout="r-v3")
+    assert agenttraffic.traffic_for(old, "r-v2") is old
+    assert agenttraffic.traffic_for(old, "r-v3") == RolloutTraffic(rollout="r-v3")  # a new rollout starts afresh
+    assert agenttraffic.traffic_for(None, "r-v3") == RolloutTraffic(rollout="r-v3")
     new = RolloutTraffic(service_selector={"alm.dev/agent": "bot"}, rollout="r-v3")
-    assert agentplan.traffic_after_finish(new, "r-v2") is new  # the rolled-back rollout's passes keep the fix's
-    assert agentplan.traffic_after_finish(new, "r-v3") is None
-    assert agentplan.traffic_after_finish(RolloutTraffic(), "r-v2") is None
-    assert agentplan.traffic_after_finish(None, "r-v2") is None
+    assert agenttraffic.traffic_after_finish(new, "r-v2") is new  # the rolled-back rollout's passes keep the fix's
+    assert agenttraffic.traffic_after_finish(new, "r-v3") is None
+    assert agenttraffic.traffic_after_finish(RolloutTraffic(), "r-v2") is None
+    assert agenttraffic.traffic_after_finish(None, "r-v2") is None

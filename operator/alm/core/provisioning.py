@@ -36,7 +36,7 @@ class AgentInputs:
     credentials: dict[str, str]  # base64 data of the scoped Secret
     credentials_hash: str
     suspended: bool = False  # over budget with onExceeded: suspend: scaled to zero, all else kept
-    # During a rollout the AgentRollout decides these (see ``agentplan.RolloutTraffic``); None / empty:
+    # During a rollout the AgentRollout decides these (see ``agenttraffic.RolloutTraffic``); None / empty:
     # provisioning's own choice (spec.replicas pods, a Service over every pod, no mirroring).
     deployment_replicas: int | None = None
     shadow: bool = False  # the runtime runs as a shadow (ALM_SHADOW=true: tools in dry-run)

@@ -44,7 +44,7 @@ class Context:
     # Metric providers by (namespace, agent, provider spec): the scrape provider remembers scrapes.
     providers: dict[tuple[str, str, str], Any] = dataclasses.field(default_factory=dict)
     # Rollouts (alm.handlers.rollouts): the running rollout's decisions about each Agent's children
-    # (an agentplan.RolloutTraffic by (namespace, agent)), and one requeue timer per AgentRollout.
+    # (an agenttraffic.RolloutTraffic by (namespace, agent)), and one requeue timer per AgentRollout.
     traffic: dict[tuple[str, str], Any] = dataclasses.field(default_factory=dict)
     rollout_timers: dict[tuple[str, str], asyncio.Task[None]] = dataclasses.field(default_factory=dict)
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)

@@ -1,6 +1,6 @@
 """What an AgentRollout pass does: the plan's actions carried out, and the HTTPRoute finalized after promotion.
 
-Who writes what (see also ``agentplan.RolloutTraffic``):
+Who writes what (see also ``agenttraffic.RolloutTraffic``):
 
 - The Agent's children (Deployments, the Service ``<agent>``) have one writer, the Agent
   planner. ``ScaleVersion`` and the router's Service selector and runtime-mirror env are
@@ -31,7 +31,7 @@ from typing import Any
 
 from alm import routers
 from alm.core import naming
-from alm.core.agentplan import traffic_for
+from alm.core.agenttraffic import traffic_for
 from alm.core.rollouttypes import (
     Action,
     ConsumeControl,

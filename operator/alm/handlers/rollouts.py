@@ -32,7 +32,7 @@ from typing import Any
 import kopf
 
 from alm.core import rollout
-from alm.core.agentplan import traffic_after_finish
+from alm.core.agenttraffic import traffic_after_finish
 from alm.core.rolloutpass import POLL
 from alm.core.rolloutstart import Decision, DecisionAction, is_finished, retained
 from alm.core.timestamps import since

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from alm.core import agentplan, credentials, naming, versionplan
+from alm.core import agentplan, agenttypes, credentials, naming, versionplan
 from alm.handlers import monitoring, posting, registry, rollouts
 from alm.handlers.context import Context, random_string, utcnow
 from alm.handlers.registry import REGISTRY
@@ -184,7 +184,7 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     children = ctx.freshness.merge(indexed, resources.AGENT_CHILD_KINDS, namespace, uid)
     children = [c for c in children if _owned_by(c, uid)]
     # Rollouts: the Agent's AgentRollouts, the stable version (when spec.version names another one)
-    # and the running rollout's decisions about replicas and traffic (see agentplan.RolloutTraffic).
+    # and the running rollout's decisions about replicas and traffic (see agenttraffic.RolloutTraffic).
     rollout_bodies = [ctx.freshness.view(r) for r in indexes.get("rollouts_by_agent", {}).get((namespace, name), ())]
     stable_name = (body.get("status") or {}).get("stableVersion")
     stable = (_first(indexes["version_index"], (namespace, stable_name))
@@ -194,7 +194,7 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     retiring = _first(indexes["retirements_by_agent"], (namespace, name)) is not None
     sources = await asyncio.to_thread(_read_sources, ctx, namespace, refs) if refs and not retiring else {}
     retirement = _first(indexes["retirements_by_agent"], (namespace, name))
-    obs = agentplan.AgentObservations(body, version, sources, children, retirement, rollout_bodies, stable,
+    obs = agenttypes.AgentObservations(body, version, sources, children, retirement, rollout_bodies, stable,
                                       ctx.traffic.get((namespace, name)))
     plan = agentplan.plan_agent(obs, utcnow(), random_string)
     outcome = await asyncio.to_thread(

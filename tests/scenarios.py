@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 import yaml
 
 import alm
-from alm.core import archive, audit
+from alm.core import archive, auditchain, auditstorage
 from alm.handlers.registry import FINALIZER
 from alm.kube import errors
 from alm.kube.api import Kube
@@ -220,7 +220,7 @@ def read_archive(cluster: Cluster, location: str) -> bytes:
 def audit_log(cluster: Cluster, agent_name: str = "bot") -> list[dict[str, Any]]:
     segments = cluster.kube.list("ConfigMap", cluster.namespace,
                                  {"alm.dev/agent": agent_name, "alm.dev/component": "audit"})
-    return audit.load(segments)
+    return auditstorage.load(segments)
 
 
 async def assert_never_provisioned(cluster: Cluster, seconds: float = 3.0) -> None:
@@ -494,7 +494,7 @@ async def scenario_retirement(cluster: Cluster) -> None:
                                           else None)(get(cluster, "Agent", "bot")), what="the Agent to be Retired")
     assert (condition(bot, "Retired") or {}).get("status") == "True"
     entries = audit_log(cluster)
-    assert audit.verify(entries, head=bot["status"]["auditHead"]), audit.verify(entries).message
+    assert auditchain.verify(entries, head=bot["status"]["auditHead"]), auditchain.verify(entries).message
     actions = [e["action"] for e in entries]
     for action in ("retirementDraining", "retirementRevoking", "retirementArchiving", "retired"):
         assert actions.count(action) == 1, (action, actions)

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from alm.core import audit
+from alm.core import auditchain
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 
@@ -47,9 +47,9 @@ def _budget_entries(cluster: EmulatedCluster) -> list[dict[str, Any]]:
     return [e for e in scenarios.audit_log(cluster) if e["action"] in BUDGET_ACTIONS]
 
 
-def _verified(cluster: EmulatedCluster) -> audit.Verdict:
+def _verified(cluster: EmulatedCluster) -> auditchain.Verdict:
     head = ((scenarios.get(cluster, "Agent", "bot") or {}).get("status") or {}).get("auditHead")
-    return audit.verify(scenarios.audit_log(cluster), head=head)
+    return auditchain.verify(scenarios.audit_log(cluster), head=head)
 
 
 async def test_a_budget_suspension_and_its_lifting_are_each_audited_once(process_cluster: EmulatedCluster) -> None:

@@ -25,7 +25,7 @@ import yaml
 
 from alm.api import build_crds
 from alm.cli import kubectl
-from alm.core import audit
+from alm.core import auditchain, auditstorage
 from alm.kube.api import Kube
 from alm.sandbox.apiserverthread import ApiServerThread
 from tests import scenarios
@@ -410,12 +410,13 @@ async def test_retire_wait_with_the_real_operator(server: ApiServerThread, tmp_p
 def write_audit(cli: Cli, agent: str = "bot", n: int = 3) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for i in range(n):
-        entries.append(dict(audit.append(entries, at=f"2026-01-13T10:00:0{i}Z", actor="alm-operator" if i else USER,
-                                         action="created" if i == 0 else "rolloutStep", subject=f"Agent/{agent}",
-                                         details={"step": i})))
-    for cm in audit.plan_storage(agent, cli.namespace, [], entries):
+        entries.append(dict(auditchain.append(entries, at=f"2026-01-13T10:00:0{i}Z",
+                                              actor="alm-operator" if i else USER,
+                                              action="created" if i == 0 else "rolloutStep", subject=f"Agent/{agent}",
+                                              details={"step": i})))
+    for cm in auditstorage.plan_storage(agent, cli.namespace, [], entries):
         cli.kube.request("POST", f"/api/v1/namespaces/{cli.namespace}/configmaps", body=cm)
-    cli.set_status("Agent", agent, {"auditHead": audit.head(entries)})
+    cli.set_status("Agent", agent, {"auditHead": auditchain.head(entries)})
     return entries
 
 
@@ -435,9 +436,9 @@ def test_audit_lists_and_verifies(cli: Cli) -> None:
 def test_audit_verify_detects_tampering(cli: Cli) -> None:
     setup_agent(cli, rollout=False)
     write_audit(cli)
-    name = audit.segment_name("bot", 0)
+    name = auditstorage.segment_name("bot", 0)
     cm = cli.get("ConfigMap", name)
-    cm["data"][audit.DATA_KEY] = cm["data"][audit.DATA_KEY].replace('"step":1', '"step":7')
+    cm["data"][auditstorage.DATA_KEY] = cm["data"][auditstorage.DATA_KEY].replace('"step":1', '"step":7')
     cli.kube.request("PUT", f"/api/v1/namespaces/{cli.namespace}/configmaps/{name}", body=cm)
     result = cli.run("audit", "bot", "--verify")
     assert result.code == 1

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from alm.core import archive, audit, retirement, retirementtypes, revocation
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core import archive, auditchain, retirement, retirementtypes, revocation
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.handlers import auditing
 from alm.handlers.context import Context
 from alm.kube import webhook
@@ -121,7 +121,7 @@ async def test_full_retirement_with_a_signed_webhook(cluster: EmulatedCluster, h
     bot = await cluster.wait_for(lambda: (lambda a: a if a and a["status"].get("phase") == "Retired" else None)(
         scenarios.get(cluster, "Agent", "bot")), what="the Agent to be Retired")
     entries = scenarios.audit_log(cluster)
-    assert audit.verify(entries, head=bot["status"]["auditHead"]).ok
+    assert auditchain.verify(entries, head=bot["status"]["auditHead"]).ok
     by_action = [e["action"] for e in entries]
     assert by_action[:2] == ["retirementDraining", "retirementRevoking"]
     assert by_action[-2:] == ["retirementArchiving", "retired"]
@@ -233,7 +233,7 @@ async def test_operator_killed_between_revoking_and_archiving_resumes(
     assert len({c.delivery for c in hook.calls}) == 1, "the receiver can deduplicate the repeated call"
     assert len(hook.revoked) == 1
     entries = scenarios.audit_log(cluster)
-    assert audit.verify(entries).ok
+    assert auditchain.verify(entries).ok
     for action in ("retirementDraining", "retirementRevoking", "retirementArchiving", "retired"):
         assert [e["action"] for e in entries].count(action) == 1
     data = scenarios.read_archive(cluster, status["archive"]["location"])
@@ -372,7 +372,7 @@ async def test_no_credential_value_anywhere_after_a_full_lifecycle(
     for place, text in places.items():
         for value in values:
             assert value not in text, f"a credential value leaked into {place}"
-    assert audit.verify(scenarios.audit_log(cluster)).ok
+    assert auditchain.verify(scenarios.audit_log(cluster)).ok
     assert scenarios.audit_log(cluster)[-1]["action"] == "deleted"
 
 
@@ -425,7 +425,7 @@ async def test_deleting_an_agent_mid_retirement_revokes_at_once_and_waits_for_th
     assert bundle["agent"]["name"] == "bot", "the archive holds the Agent's last state"
     actions = [e["action"] for e in scenarios.audit_log(cluster)]
     assert actions.count("credentialRevoked") == 4 and actions[-1] == "deleted"
-    assert audit.verify(scenarios.audit_log(cluster)).ok
+    assert auditchain.verify(scenarios.audit_log(cluster)).ok
 
 
 # --- the pieces on their own: the webhook client and concurrent audit writers ------------------------------
@@ -482,7 +482,7 @@ async def test_concurrent_audit_writers_never_lose_or_fork_an_entry(server: ApiS
     await asyncio.gather(*(asyncio.to_thread(auditing._store, kube, ns, "bot", [intent(i)], "2026-11-24T00:00:01Z")
                            for i in range(8, 16)))
     entries = auditing.load(kube, ns, "bot")
-    assert audit.verify(entries).ok
+    assert auditchain.verify(entries).ok
     assert sorted(e["details"]["i"] for e in entries) == list(range(16))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from alm.core import archive, audit
+from alm.core import archive, auditchain
 
 T0 = "2026-11-24T12:00:00Z"
 
@@ -31,7 +31,7 @@ def agent_body() -> dict[str, Any]:
 
 
 def _bundle(**overrides: Any) -> archive.Bundle:
-    entries = [dict(audit.append([], at=T0, actor="alm-operator", action="created", subject="Agent/bot"))]
+    entries = [dict(auditchain.append([], at=T0, actor="alm-operator", action="created", subject="Agent/bot"))]
     args: dict[str, Any] = {
         "namespace": "team", "retirement": {"name": "retire-bot", "reason": "done"}, "agent": agent_body(),
         "versions": [{"metadata": {"name": "bot-v2"}, "spec": {"n": 2}}, {"metadata": {"name": "bot-v1"},
@@ -57,7 +57,7 @@ def test_the_bundle_holds_the_whole_history_in_canonical_json() -> None:
 
 
 def test_a_damaged_audit_log_is_archived_with_its_verdict() -> None:
-    entries = [dict(audit.append([], at=T0, actor="a", action="created", subject="Agent/bot"))]
+    entries = [dict(auditchain.append([], at=T0, actor="a", action="created", subject="Agent/bot"))]
     entries[0]["actor"] = "mallory"
     assert json.loads(_bundle(audit_entries=entries).data)["audit"]["intact"] is False
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from alm.core import audit, hashing
-from alm.core.audit import AuditAction, Tampering
+from alm.core import auditchain, auditredaction, auditstorage, hashing
+from alm.core.auditactions import AuditAction
+from alm.core.auditchain import Tampering
 from tests.unit.builders import SECRET_B64, SECRET_VALUE
 
 Entries = list[dict[str, Any]]
@@ -20,7 +21,7 @@ Entries = list[dict[str, Any]]
 def chain(n: int, *, start: int = 0, entries: Entries | None = None) -> Entries:
     entries = list(entries or [])
     for i in range(start, start + n):
-        entries.append(dict(audit.append(
+        entries.append(dict(auditchain.append(
             entries, at=f"2026-11-24T12:00:{i:02d}Z", actor="alm-operator", action=AuditAction.ROLLOUT_STEP,
             subject="AgentRollout/bot-v2", details={"step": i, "weight": 10 * i},
         )))
@@ -28,7 +29,7 @@ def chain(n: int, *, start: int = 0, entries: Entries | None = None) -> Entries:
 
 
 def rehash(entry: dict[str, Any]) -> dict[str, Any]:
-    entry["hash"] = audit.entry_hash(entry)
+    entry["hash"] = auditchain.entry_hash(entry)
     return entry
 
 
@@ -36,9 +37,9 @@ def rehash(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_first_entry_starts_from_genesis_and_hashes_its_canonical_json() -> None:
-    entry = audit.append([], at="2026-11-24T12:00:00Z", actor="alice", action=AuditAction.APPROVED,
-                         subject="AgentRollout/r1", details={"step": 2})
-    assert entry["seq"] == 0 and entry["prev"] == audit.GENESIS == "0" * 64
+    entry = auditchain.append([], at="2026-11-24T12:00:00Z", actor="alice", action=AuditAction.APPROVED,
+                              subject="AgentRollout/r1", details={"step": 2})
+    assert entry["seq"] == 0 and entry["prev"] == auditchain.GENESIS == "0" * 64
     without_hash = {k: v for k, v in entry.items() if k != "hash"}
     canonical = json.dumps(without_hash, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert entry["hash"] == hashlib.sha256(canonical.encode()).hexdigest()
@@ -49,8 +50,8 @@ def test_each_entry_names_the_previous_hash_and_the_head_is_the_newest() -> None
     entries = chain(4)
     assert [e["seq"] for e in entries] == [0, 1, 2, 3]
     assert all(entries[i]["prev"] == entries[i - 1]["hash"] for i in range(1, 4))
-    assert audit.head(entries) == entries[-1]["hash"]
-    assert audit.head([]) == audit.GENESIS
+    assert auditchain.head(entries) == entries[-1]["hash"]
+    assert auditchain.head([]) == auditchain.GENESIS
 
 
 def test_same_inputs_give_the_same_entry() -> None:
@@ -58,19 +59,19 @@ def test_same_inputs_give_the_same_entry() -> None:
 
 
 def test_append_redacts_details() -> None:
-    entry = audit.append([], at="t", actor="a", action="x", subject="s",
-                         details={"token": SECRET_VALUE, "note": f"got {SECRET_B64}", "version": "bot-v2"})
-    assert entry["details"] == {"token": audit.REDACTED, "note": audit.REDACTED, "version": "bot-v2"}
+    entry = auditchain.append([], at="t", actor="a", action="x", subject="s",
+                              details={"token": SECRET_VALUE, "note": f"got {SECRET_B64}", "version": "bot-v2"})
+    assert entry["details"] == {"token": auditredaction.REDACTED, "note": auditredaction.REDACTED, "version": "bot-v2"}
     assert SECRET_VALUE not in json.dumps(entry) and SECRET_B64 not in json.dumps(entry)
 
 
 def test_oversized_details_are_replaced_by_their_digest() -> None:
     big = {"blob": "a b " * 10_000}
-    entry = audit.append([], at="t", actor="a", action="x", subject="s", details=big)
+    entry = auditchain.append([], at="t", actor="a", action="x", subject="s", details=big)
     assert entry["details"]["truncated"] is True
-    assert entry["details"]["sizeBytes"] > audit.MAX_DETAILS_BYTES
+    assert entry["details"]["sizeBytes"] > auditchain.MAX_DETAILS_BYTES
     assert len(entry["details"]["sha256"]) == 64
-    assert audit.verify([dict(entry)])
+    assert auditchain.verify([dict(entry)])
 
 
 def test_action_names_are_unique_camel_case() -> None:
@@ -126,13 +127,13 @@ def test_action_names_are_unique_camel_case() -> None:
     ({"t": ("a", "b")}, {"t": ["a", "b"]}),
 ], ids=lambda v: json.dumps(v, default=str)[:40] if isinstance(v, dict) else None)
 def test_redact(details: dict[Any, Any], expected: dict[str, Any]) -> None:
-    assert audit.redact(details) == expected
+    assert auditredaction.redact(details) == expected
 
 
 def test_redact_does_not_modify_its_input() -> None:
     details = {"token": "abc", "nested": {"password": "p"}}
     before = copy.deepcopy(details)
-    audit.redact(details)
+    auditredaction.redact(details)
     assert details == before
 
 
@@ -150,7 +151,7 @@ def test_redact_does_not_modify_its_input() -> None:
     ("https://example.com/revoke", False),
 ])
 def test_looks_secret(value: str, secret: bool) -> None:
-    assert audit.looks_secret(value) is secret
+    assert auditredaction.looks_secret(value) is secret
 
 
 # --- verify ----------------------------------------------------------------------------------------
@@ -158,16 +159,16 @@ def test_looks_secret(value: str, secret: bool) -> None:
 
 def test_an_intact_chain_verifies() -> None:
     entries = chain(6)
-    verdict = audit.verify(entries)
+    verdict = auditchain.verify(entries)
     assert verdict and verdict.ok and verdict.kind is None
-    assert audit.verify(entries, head=audit.head(entries))
-    assert audit.verify([]) and audit.verify([], head=audit.GENESIS)
+    assert auditchain.verify(entries, head=auditchain.head(entries))
+    assert auditchain.verify([]) and auditchain.verify([], head=auditchain.GENESIS)
 
 
 def test_a_log_ahead_of_the_known_head_is_intact() -> None:
     """The log is written before Agent.status.auditHead: a crash in between leaves it ahead."""
     entries = chain(6)
-    verdict = audit.verify(entries, head=entries[3]["hash"])
+    verdict = auditchain.verify(entries, head=entries[3]["hash"])
     assert verdict.ok and "past the known head" in verdict.message
 
 
@@ -209,8 +210,8 @@ def _move_last_first(e: Entries) -> Entries:
 def _insert_forged(position: int) -> Callable[[Entries], Entries]:
     """A well-formed entry claiming seq 2, correctly linked to entry 1."""
     def f(e: Entries) -> Entries:
-        forged = dict(audit.append(e[:2], at="2026-11-24T12:30:00Z", actor="mallory",
-                                   action=AuditAction.APPROVED, subject="AgentRollout/bot-v2"))
+        forged = dict(auditchain.append(e[:2], at="2026-11-24T12:30:00Z", actor="mallory",
+                                        action=AuditAction.APPROVED, subject="AgentRollout/bot-v2"))
         return [*e[:position], forged, *e[position:]]
     return f
 
@@ -260,7 +261,7 @@ def _not_an_object(e: Entries) -> Entries:
 ])
 def test_every_kind_of_tampering_is_detected(tamper: Callable[[Entries], Entries], kind: Tampering, seq: int) -> None:
     original = chain(6)
-    verdict = audit.verify(tamper(copy.deepcopy(original)))
+    verdict = auditchain.verify(tamper(copy.deepcopy(original)))
     assert not verdict
     assert (verdict.kind, verdict.seq) == (kind, seq), verdict.message
     assert verdict.message
@@ -269,30 +270,30 @@ def test_every_kind_of_tampering_is_detected(tamper: Callable[[Entries], Entries
 @pytest.mark.parametrize(("keep", "seq"), [(4, 4), (1, 1), (0, 0)])
 def test_cutting_off_the_newest_entries_needs_the_known_head(keep: int, seq: int) -> None:
     entries = chain(6)
-    known = audit.head(entries)
-    assert audit.verify(entries[:keep])  # the chain alone cannot tell
-    verdict = audit.verify(entries[:keep], head=known)
+    known = auditchain.head(entries)
+    assert auditchain.verify(entries[:keep])  # the chain alone cannot tell
+    verdict = auditchain.verify(entries[:keep], head=known)
     assert (verdict.ok, verdict.kind, verdict.seq) == (False, Tampering.TRUNCATED, seq)
 
 
 def test_a_rewritten_suffix_is_caught_by_the_head_only() -> None:
     """Remove entry 3 and re-chain the rest: internally consistent, but the known head is gone."""
     entries = chain(6)
-    known = audit.head(entries)
+    known = auditchain.head(entries)
     forged = entries[:3]
     for old in entries[4:]:
-        forged.append(dict(audit.append(forged, at=old["at"], actor=old["actor"], action=old["action"],
-                                        subject=old["subject"], details=old["details"])))
-    assert audit.verify(forged)
-    assert audit.verify(forged, head=known).kind is Tampering.TRUNCATED
+        forged.append(dict(auditchain.append(forged, at=old["at"], actor=old["actor"], action=old["action"],
+                                             subject=old["subject"], details=old["details"])))
+    assert auditchain.verify(forged)
+    assert auditchain.verify(forged, head=known).kind is Tampering.TRUNCATED
 
 
 # --- storage ---------------------------------------------------------------------------------------
 
 
-def store(agent: str, segments: list[dict[str, Any]], new: Entries, limit: int = audit.SEGMENT_LIMIT) -> None:
+def store(agent: str, segments: list[dict[str, Any]], new: Entries, limit: int = auditstorage.SEGMENT_LIMIT) -> None:
     """Apply plan_storage's objects to ``segments`` the way server-side apply would."""
-    for obj in audit.plan_storage(agent, "team", segments, new, limit=limit):
+    for obj in auditstorage.plan_storage(agent, "team", segments, new, limit=limit):
         name = obj["metadata"]["name"]
         current = next((s for s in segments if s["metadata"]["name"] == name), None)
         if current is not None:
@@ -303,7 +304,7 @@ def store(agent: str, segments: list[dict[str, Any]], new: Entries, limit: int =
 
 def test_first_segment_shape() -> None:
     entries = chain(2)
-    [segment] = audit.plan_storage("bot", "team", [], entries)
+    [segment] = auditstorage.plan_storage("bot", "team", [], entries)
     assert segment["kind"] == "ConfigMap" and segment["metadata"]["name"] == "bot-audit-0"
     assert segment["metadata"]["namespace"] == "team"
     assert segment["metadata"]["labels"]["alm.dev/agent"] == "bot"
@@ -322,7 +323,7 @@ def test_appending_rewrites_only_the_open_segment() -> None:
     entries = chain(3)
     store("bot", segments, entries)
     entries = chain(2, start=3, entries=entries)
-    objs = audit.plan_storage("bot", "team", segments, entries[3:])
+    objs = auditstorage.plan_storage("bot", "team", segments, entries[3:])
     assert [o["metadata"]["name"] for o in objs] == ["bot-audit-0"]
     assert objs[0]["metadata"]["annotations"]["alm.dev/audit-seq-range"] == "0-4"
 
@@ -345,8 +346,8 @@ def test_segments_roll_over_before_the_limit(count: int, per: int) -> None:
     assert [i for i in range(expected) if by_name[f"bot-audit-{i}"].get("immutable")] == list(range(expected - 1))
     for s in segments:
         assert len(s["data"]["entries.jsonl"].encode()) <= limit
-    assert audit.load(segments) == entries
-    assert audit.verify(audit.load(segments), head=audit.head(entries))
+    assert auditstorage.load(segments) == entries
+    assert auditchain.verify(auditstorage.load(segments), head=auditchain.head(entries))
     ranges = [by_name[f"bot-audit-{i}"]["metadata"]["annotations"]["alm.dev/audit-seq-range"]
               for i in range(expected)]
     assert ranges[0] == f"0-{min(per, count) - 1}" and ranges[-1].endswith(f"-{count - 1}")
@@ -354,23 +355,23 @@ def test_segments_roll_over_before_the_limit(count: int, per: int) -> None:
 
 def test_an_entry_larger_than_the_limit_still_gets_a_segment_of_its_own() -> None:
     entries = chain(3)
-    objs = audit.plan_storage("bot", "team", [], entries, limit=1)
+    objs = auditstorage.plan_storage("bot", "team", [], entries, limit=1)
     assert [o["metadata"]["annotations"]["alm.dev/audit-seq-range"] for o in objs] == ["0-0", "1-1", "2-2"]
     assert [bool(o.get("immutable")) for o in objs] == [True, True, False]
 
 
 def test_a_batch_larger_than_a_segment_spreads_over_several() -> None:
     entries = chain(12)
-    objs = audit.plan_storage("bot", "team", [], entries, limit=1_000)
+    objs = auditstorage.plan_storage("bot", "team", [], entries, limit=1_000)
     assert len(objs) > 2 and all(o.get("immutable") for o in objs[:-1]) and not objs[-1].get("immutable")
-    assert audit.load(objs) == entries
+    assert auditstorage.load(objs) == entries
 
 
 def test_a_sealed_segment_is_never_written_again() -> None:
     entries = chain(2)
-    sealed = audit.plan_storage("bot", "team", [], entries)[0] | {"immutable": True}
+    sealed = auditstorage.plan_storage("bot", "team", [], entries)[0] | {"immutable": True}
     more = chain(1, start=2, entries=entries)
-    objs = audit.plan_storage("bot", "team", [sealed], more[2:])
+    objs = auditstorage.plan_storage("bot", "team", [sealed], more[2:])
     assert [o["metadata"]["name"] for o in objs] == ["bot-audit-1"]
     assert objs[0]["metadata"]["annotations"]["alm.dev/audit-seq-range"] == "2-2"
 
@@ -379,8 +380,8 @@ def test_replaying_a_write_changes_nothing() -> None:
     segments: list[dict[str, Any]] = []
     entries = chain(3)
     store("bot", segments, entries)
-    assert audit.plan_storage("bot", "team", segments, entries) == []
-    assert audit.plan_storage("bot", "team", segments, entries[1:]) == []
+    assert auditstorage.plan_storage("bot", "team", segments, entries) == []
+    assert auditstorage.plan_storage("bot", "team", segments, entries[1:]) == []
 
 
 @pytest.mark.parametrize("bad", ["gap", "rewrite"])
@@ -391,34 +392,34 @@ def test_entries_that_do_not_extend_the_log_are_refused(bad: str) -> None:
     gap = chain(2, start=3, entries=entries)[4:]
     new = gap if bad == "gap" else [rehash(entries[2] | {"actor": "mallory"})]
     with pytest.raises(ValueError, match=r"append-only|does not extend"):
-        audit.plan_storage("bot", "team", segments, new)
+        auditstorage.plan_storage("bot", "team", segments, new)
 
 
 def test_load_orders_by_segment_index_and_keeps_stored_order() -> None:
     entries = chain(12)
-    objs = audit.plan_storage("bot", "team", [], entries, limit=1_000)
+    objs = auditstorage.plan_storage("bot", "team", [], entries, limit=1_000)
     shuffled = [*reversed(objs), {"metadata": {"name": "bot-archive"}, "data": {"entries.jsonl": "{}"}}]
-    assert audit.load(shuffled) == entries
+    assert auditstorage.load(shuffled) == entries
     # within a segment the stored order is kept, so a reordering stays visible to verify
     first = copy.deepcopy(objs[0])
     lines = first["data"]["entries.jsonl"].splitlines()
     first["data"]["entries.jsonl"] = "\n".join([lines[1], lines[0], *lines[2:]]) + "\n"
-    assert audit.verify(audit.load([first, *objs[1:]])).kind is Tampering.REORDERED
+    assert auditchain.verify(auditstorage.load([first, *objs[1:]])).kind is Tampering.REORDERED
 
 
 def test_a_damaged_line_is_reported_where_it_is() -> None:
-    objs = audit.plan_storage("bot", "team", [], chain(4))
+    objs = auditstorage.plan_storage("bot", "team", [], chain(4))
     lines = objs[0]["data"]["entries.jsonl"].splitlines()
     lines[2] = lines[2][:-5]
     objs[0]["data"]["entries.jsonl"] = "\n".join(lines)
-    loaded = audit.load(objs)
+    loaded = auditstorage.load(objs)
     assert len(loaded) == 4 and "malformed" in loaded[2]
-    verdict = audit.verify(loaded)
+    verdict = auditchain.verify(loaded)
     assert (verdict.kind, verdict.seq) == (Tampering.MALFORMED, 2)
 
 
 @pytest.mark.parametrize(("agent", "index"), [("bot", 0), ("a" * 253, 7), ("b" * 240, 12345)])
 def test_segment_names_fit(agent: str, index: int) -> None:
-    name = audit.segment_name(agent, index)
+    name = auditstorage.segment_name(agent, index)
     assert len(name) <= 253 and name.endswith(f"-audit-{index}")
     assert (name == f"{agent}-audit-{index}") is (len(agent) + len(f"-audit-{index}") <= 253)

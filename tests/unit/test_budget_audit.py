@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from alm.api import AgentSpec, BudgetSpec, ModelPricing
-from alm.core import audit, budget
+from alm.core import auditactions, auditchain, budget
 from alm.core.monitoring import KPIValues, VersionMeasurement, plan_monitoring
 
 DAY = "2026-11-24"
@@ -16,18 +16,19 @@ ALERT = BudgetSpec.model_validate({"tokensPerDay": 1000})
 
 
 def _intent(spec: BudgetSpec | None, tokens: int, previous: dict[str, Any] | None = None,
-            day: str = DAY) -> tuple[budget.BudgetVerdict, audit.AuditIntent]:
+            day: str = DAY) -> tuple[budget.BudgetVerdict, auditactions.AuditIntent]:
     today = {"day": day, "tokens": tokens, "usd": 0.25}
     verdict = budget.evaluate(spec, today, previous)
     return verdict, budget.audit_intent("bot", spec, today, verdict)
 
 
-def _log(*intents: audit.AuditIntent) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = [dict(audit.append([], at="2026-11-24T00:00:00Z", actor="alm-operator",
-                                                       action="created", subject="Agent/bot", details={}))]
+def _log(*intents: auditactions.AuditIntent) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = [dict(auditchain.append([], at="2026-11-24T00:00:00Z", actor="alm-operator",
+                                                            action="created", subject="Agent/bot", details={}))]
     for intent in intents:
-        entries.append(dict(audit.append(entries, at="2026-11-24T12:00:00Z", actor=intent.actor,
-                                         action=str(intent.action), subject=intent.subject, details=intent.details)))
+        entries.append(dict(auditchain.append(entries, at="2026-11-24T12:00:00Z", actor=intent.actor,
+                                              action=str(intent.action), subject=intent.subject,
+                                              details=intent.details)))
     return entries
 
 
@@ -71,8 +72,8 @@ def test_recorded_when_the_newest_budget_entry_holds_the_same_state() -> None:
     assert not budget.recorded(tomorrow, _log(over))  # a new day's overrun is a new action
     # Other actions after the budget entry do not hide it.
     entries = _log(over)
-    entries.append(dict(audit.append(entries, at="2026-11-24T13:00:00Z", actor="alm-operator",
-                                     action="rolloutStarted", subject="AgentRollout/r", details={})))
+    entries.append(dict(auditchain.append(entries, at="2026-11-24T13:00:00Z", actor="alm-operator",
+                                          action="rolloutStarted", subject="AgentRollout/r", details={})))
     assert budget.recorded(over, entries) and not budget.recorded(within, entries)
 
 

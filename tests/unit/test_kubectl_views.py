@@ -18,7 +18,7 @@ from alm.cli import kubectl_audit_view as audit_view
 from alm.cli import kubectl_objects as objects
 from alm.cli import kubectl_retirement_view as retirement_view
 from alm.cli import kubectl_status_view as status_view
-from alm.core import audit
+from alm.core import auditchain
 
 SNAPSHOTS = pathlib.Path(__file__).resolve().parents[1] / "data" / "kubectl"
 TODAY = "2026-01-13"
@@ -73,15 +73,16 @@ def entries(n: int = 4) -> list[dict[str, Any]]:
     log: list[dict[str, Any]] = []
     actions = ["created", "rolloutStarted", "approved", "promoted"]
     for i in range(n):
-        log.append(dict(audit.append(log, at=f"2026-01-13T09:0{i}:00Z",
-                                     actor="alice@example.com" if i == 2 else "alm-operator",
-                                     action=actions[i % 4], subject="AgentRollout/bot-bot-v3" if i else "Agent/bot",
-                                     details={"step": i, "note": "x" * (30 * i)})))
+        log.append(dict(auditchain.append(log, at=f"2026-01-13T09:0{i}:00Z",
+                                          actor="alice@example.com" if i == 2 else "alm-operator",
+                                          action=actions[i % 4],
+                                          subject="AgentRollout/bot-bot-v3" if i else "Agent/bot",
+                                          details={"step": i, "note": "x" * (30 * i)})))
     return log
 
 
 def _verdict(log: list[dict[str, Any]], head: str | None = None) -> dict[str, Any]:
-    v = audit.verify(log, head=head)
+    v = auditchain.verify(log, head=head)
     return {"ok": v.ok, "kind": str(v.kind) if v.kind else None, "seq": v.seq, "message": v.message}
 
 

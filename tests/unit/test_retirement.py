@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from alm.core import archive, audit, retirement, retirementpass
+from alm.core import archive, auditchain, retirement, retirementpass
 from alm.core.retirementtypes import (
     CallWebhook,
     ConsumeRetry,
@@ -321,7 +321,7 @@ class World:
     def observe(self) -> RetirementObservations:
         if not self.sticky_pods and self.replicas == 0:
             self.ready = 0
-        entries = [dict(audit.append([], at=T0, actor="alm-operator", action="created", subject="Agent/bot"))]
+        entries = [dict(auditchain.append([], at=T0, actor="alm-operator", action="created", subject="Agent/bot"))]
         return obs(serving=self.serving, replicas=self.replicas, ready_replicas=self.ready,
                    credentials=tuple(sorted(self.credentials, key=lambda c: (c.kind, c.name))),
                    agent=copy.deepcopy(self.agent), retry_requested=self.retry, audit=entries,

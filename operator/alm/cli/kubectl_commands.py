@@ -30,7 +30,7 @@ from alm.cli import kubectl_format as fmt
 from alm.cli import kubectl_objects as objects
 from alm.cli import kubectl_retirement_view as retirement_view
 from alm.cli import kubectl_status_view as status_view
-from alm.core import audit, naming, rolloutcontrols
+from alm.core import auditchain, auditstorage, naming, rolloutcontrols
 from alm.kube import errors, resources
 from alm.kube.api import Kube
 from alm.kube.client import build_configuration
@@ -267,12 +267,12 @@ def budget(s: Session, agent: str, width: int = fmt.DEFAULT_WIDTH) -> Outcome:
 
 def _segments(s: Session, agent: str) -> list[Obj]:
     """The Agent's audit ConfigMaps; labels may be shortened, so the name says exactly whose it is."""
-    labels = {naming.AGENT_LABEL: naming.label_value(agent), naming.COMPONENT_LABEL: audit.COMPONENT}
+    labels = {naming.AGENT_LABEL: naming.label_value(agent), naming.COMPONENT_LABEL: auditstorage.COMPONENT}
     found = []
     for cm in s.list("ConfigMap", labels):
         name = str(cm.get("metadata", {}).get("name", ""))
         index = name.rsplit("-", 1)[-1]
-        if index.isdigit() and audit.segment_name(agent, int(index)) == name:
+        if index.isdigit() and auditstorage.segment_name(agent, int(index)) == name:
             found.append(cm)
     return found
 
@@ -287,12 +287,12 @@ def audit_log(s: Session, agent: str, *, verify: bool = False, width: int = fmt.
     if body is None and not segments:
         raise CliError(f"Agent {agent!r} not found in namespace {s.namespace!r} (and no audit log either)",
                        EXIT_NOT_FOUND)
-    entries = audit.load(segments)
+    entries = auditstorage.load(segments)
     verdict: dict[str, Any] | None = None
     code = EXIT_OK
     if verify:
         head = (body or {}).get("status", {}).get("auditHead")
-        result = audit.verify(entries, head=head)
+        result = auditchain.verify(entries, head=head)
         verdict = {"ok": result.ok, "kind": str(result.kind) if result.kind else None, "seq": result.seq,
                    "message": result.message, "head": head}
         code = EXIT_OK if result.ok else EXIT_FAILED

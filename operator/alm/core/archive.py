@@ -2,7 +2,7 @@
 
 What goes in (:func:`bundle`): every AgentVersion spec, the rollouts, the Agent's final spec and
 status (version history, KPIs, cost), the retirement's own record (reason, transitions, revoked
-credentials) and the whole audit log with the verdict of :func:`alm.core.audit.verify`. The bytes
+credentials) and the whole audit log with the verdict of :func:`alm.core.auditchain.verify`. The bytes
 are canonical JSON, so the sha256 in ``AgentRetirement.status.archive`` identifies them exactly.
 
 Where it goes (:func:`to_objects`): ConfigMaps (or Secrets) of at most 900 KiB of data each,
@@ -28,7 +28,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from alm.core import audit, hashing, naming
+from alm.core import auditchain, hashing, naming
 
 __all__ = [
     "ANNOTATION_ATTEMPT",
@@ -101,7 +101,7 @@ def bundle(
     verified on the way in and the verdict kept with it.
     """
     agent_status = (agent or {}).get("status") or {}
-    verdict = audit.verify(audit_entries)
+    verdict = auditchain.verify(audit_entries)
     doc = {
         "apiVersion": "alm.dev/v1alpha1",
         "kind": "AgentArchive",
@@ -115,7 +115,7 @@ def bundle(
         "history": agent_status.get("history") or [],
         "kpis": agent_status.get("kpis"),
         "cost": agent_status.get("cost"),
-        "audit": {"head": audit.head(audit_entries), "intact": verdict.ok, "verdict": verdict.message,
+        "audit": {"head": auditchain.head(audit_entries), "intact": verdict.ok, "verdict": verdict.message,
                   "entries": list(audit_entries)},
     }
     data = hashing.canonical_json(doc).encode()

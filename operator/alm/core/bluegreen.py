@@ -26,7 +26,7 @@ from collections.abc import Callable
 from alm.api import AgentRolloutSpec, AnalysisVerdict, BlueGreenStrategy, KPIThresholds
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
-from alm.core.audit import AuditAction
+from alm.core.auditactions import AuditAction
 from alm.core.rolloutpass import Pass
 from alm.core.rollouttypes import RolloutReason as R
 from alm.core.timestamps import later

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alm.api import BudgetSpec, ModelPricing
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.conditions import Condition, condition
 from alm.core.events import EventIntent
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 from alm.api import AgentRolloutSpec, AnalysisVerdict, CanaryStep, CanaryStrategy, KPIThresholds, parse_duration
 from alm.core import analysis, weights
 from alm.core.analysis import Criteria
-from alm.core.audit import AuditAction
+from alm.core.auditactions import AuditAction
 from alm.core.rolloutpass import Pass
 from alm.core.rollouttypes import RolloutReason as R
 

@@ -44,7 +44,7 @@ import pydantic
 from alm.api import AgentRetirementPhase as Phase
 from alm.api import AgentRetirementSpec
 from alm.core import archive, conditions, revocation, validation
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.events import EventIntent
 from alm.core.reasons import Cond
 from alm.core.retirementpass import AT_ONCE, CONFIRM, POLL, Pass, fail

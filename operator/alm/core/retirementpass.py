@@ -14,7 +14,7 @@ from typing import Any
 
 from alm.api import AgentRetirementPhase as Phase
 from alm.api import AgentRetirementSpec
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.events import EventIntent
 from alm.core.retirementtypes import Action, RetirementObservations
 

@@ -16,7 +16,7 @@ from typing import Any
 from alm.api import AgentRetirementPhase as Phase
 from alm.api import AgentRetirementSpec
 from alm.core import revocation
-from alm.core.audit import AuditAction
+from alm.core.auditactions import AuditAction
 from alm.core.retirementpass import AT_ONCE, CONFIRM, POLL, Pass, fail
 from alm.core.retirementtypes import (
     RETRY_ANNOTATION,

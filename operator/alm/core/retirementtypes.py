@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alm.core import archive, revocation
-from alm.core.audit import AuditIntent
+from alm.core.auditactions import AuditIntent
 from alm.core.events import EventIntent
 
 __all__ = [
@@ -103,7 +103,7 @@ class RetirementObservations:
     retry_requested: bool = False  # the alm.dev/retry annotation is present
     versions: Sequence[Mapping[str, Any]] = ()  # the Agent's AgentVersions, for the archive
     rollouts: Sequence[Mapping[str, Any]] = ()  # its AgentRollouts
-    audit: Sequence[Mapping[str, Any]] = ()  # its audit log (audit.load of the segments)
+    audit: Sequence[Mapping[str, Any]] = ()  # its audit log (auditstorage.load of the segments)
 
 
 # --- Actions --------------------------------------------------------------------------------------

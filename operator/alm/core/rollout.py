@@ -38,7 +38,7 @@ from alm.api import AgentRolloutPhase as Phase
 from alm.api import AgentRolloutSpec, AnalysisVerdict, KPIThresholds
 from alm.core import analysis, bluegreen, canary, conditions, shadow, validation
 from alm.core.analysis import Criteria, Measure
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.events import EventIntent
 from alm.core.rolloutpass import AGENT_POLL, POLL, Pass
 from alm.core.rolloutstart import Decision, needs_rollout

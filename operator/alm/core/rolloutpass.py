@@ -27,7 +27,7 @@ from alm.api import AgentRolloutPhase as Phase
 from alm.api import AgentRolloutSpec, AnalysisVerdict
 from alm.core import analysis, conditions, weights
 from alm.core.analysis import Criteria, RunVerdict
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.events import EventIntent
 from alm.core.rollouttypes import (
     Action,

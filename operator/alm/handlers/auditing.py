@@ -1,11 +1,11 @@
 """Appending to an Agent's audit log: the one place handlers write audit entries.
 
 Every handler that records a lifecycle action calls :func:`record` with the planner's
-:class:`~alm.core.audit.AuditIntent` values. One call:
+:class:`~alm.core.auditactions.AuditIntent` values. One call:
 
 1. loads the Agent's segment ConfigMaps (``<agent>-audit-<n>``, label selector),
-2. chains the new entries onto the log (:func:`alm.core.audit.append`, which redacts),
-3. writes the segments :func:`alm.core.audit.plan_storage` returns: a new segment is
+2. chains the new entries onto the log (:func:`alm.core.auditchain.append`, which redacts),
+3. writes the segments :func:`alm.core.auditstorage.plan_storage` returns: a new segment is
    created (POST: a concurrent creator gets 409), an existing one is applied with its
    ``resourceVersion`` as a precondition, so two writers can never overwrite each other's
    entries; on a conflict the whole step is redone from a fresh read,
@@ -31,8 +31,8 @@ from typing import Any, cast
 
 import kopf
 
-from alm.core import audit, naming
-from alm.core.audit import AuditIntent
+from alm.core import auditchain, auditstorage, naming
+from alm.core.auditactions import AuditIntent
 from alm.handlers.context import Context
 from alm.kube import errors, resources
 from alm.kube.api import Kube
@@ -62,18 +62,18 @@ def _is_segment_of(obj: Mapping[str, Any], agent: str) -> bool:
     """Labels may be shortened (63 chars); the name says exactly whose segment it is."""
     name = str(obj.get("metadata", {}).get("name", ""))
     match = _INDEX.search(name)
-    return match is not None and audit.segment_name(agent, int(match.group(1))) == name
+    return match is not None and auditstorage.segment_name(agent, int(match.group(1))) == name
 
 
 def segments(kube: Kube, namespace: str, agent: str) -> list[Obj]:
     """The Agent's audit segment ConfigMaps (sync: call it in a thread)."""
-    labels = {naming.AGENT_LABEL: naming.label_value(agent), naming.COMPONENT_LABEL: audit.COMPONENT}
+    labels = {naming.AGENT_LABEL: naming.label_value(agent), naming.COMPONENT_LABEL: auditstorage.COMPONENT}
     return [cm for cm in kube.list("ConfigMap", namespace, labels) if _is_segment_of(cm, agent)]
 
 
 def load(kube: Kube, namespace: str, agent: str) -> list[dict[str, Any]]:
     """The Agent's audit entries, in stored order (sync)."""
-    return audit.load(segments(kube, namespace, agent))
+    return auditstorage.load(segments(kube, namespace, agent))
 
 
 def event_reason(action: str) -> str:
@@ -81,11 +81,11 @@ def event_reason(action: str) -> str:
     return EVENT_REASON_PREFIX + action[:1].upper() + action[1:]
 
 
-def _chain(entries: list[dict[str, Any]], intents: Sequence[AuditIntent], at: str) -> list[audit.Entry]:
-    new: list[audit.Entry] = []
+def _chain(entries: list[dict[str, Any]], intents: Sequence[AuditIntent], at: str) -> list[auditchain.Entry]:
+    new: list[auditchain.Entry] = []
     for intent in intents:
-        new.append(audit.append([*entries, *new], at=at, actor=intent.actor, action=str(intent.action),
-                                subject=intent.subject, details=intent.details))
+        new.append(auditchain.append([*entries, *new], at=at, actor=intent.actor, action=str(intent.action),
+                                     subject=intent.subject, details=intent.details))
     return new
 
 
@@ -101,19 +101,19 @@ def _write(kube: Kube, namespace: str, live: Sequence[Mapping[str, Any]], object
         kube.apply(guarded)
 
 
-def _store(kube: Kube, namespace: str, agent: str, intents: Sequence[AuditIntent], at: str) -> list[audit.Entry]:
+def _store(kube: Kube, namespace: str, agent: str, intents: Sequence[AuditIntent], at: str) -> list[auditchain.Entry]:
     """Append and write, redoing both from a fresh read when another writer got there first."""
     for attempt in range(_ATTEMPTS):
         if attempt:
             time.sleep(random.uniform(0, _JITTER * 2 ** attempt))  # a worker thread, not the event loop
         live = segments(kube, namespace, agent)
-        entries = audit.load(live)
+        entries = auditstorage.load(live)
         if entries and "hash" not in entries[-1]:
             raise ValueError(f"the newest entry of the audit log of Agent {agent} is damaged "
-                             f"({audit.verify(entries).message})")
+                             f"({auditchain.verify(entries).message})")
         new = _chain(entries, intents, at)
         try:
-            _write(kube, namespace, live, audit.plan_storage(agent, namespace, live, new))
+            _write(kube, namespace, live, auditstorage.plan_storage(agent, namespace, live, new))
         except errors.Conflict:
             continue
         return new
@@ -135,7 +135,7 @@ def _agent_ref(namespace: str, agent: str, body: Mapping[str, Any] | None) -> ko
     return kopf.Body(cast(kopf.RawBody, {"apiVersion": "alm.dev/v1alpha1", "kind": "Agent", "metadata": meta}))
 
 
-def _message(entry: audit.Entry) -> str:
+def _message(entry: auditchain.Entry) -> str:
     details = json.dumps(entry["details"], sort_keys=True, separators=(",", ":"))
     if len(details) > _DETAILS_IN_EVENT:
         details = details[:_DETAILS_IN_EVENT] + "..."
@@ -143,7 +143,7 @@ def _message(entry: audit.Entry) -> str:
             f"(hash {entry['hash']})")
 
 
-def _mirror(namespace: str, agent: str, body: Mapping[str, Any] | None, entries: Sequence[audit.Entry]) -> None:
+def _mirror(namespace: str, agent: str, body: Mapping[str, Any] | None, entries: Sequence[auditchain.Entry]) -> None:
     ref = _agent_ref(namespace, agent, body)
     for entry in entries:
         try:
@@ -154,7 +154,7 @@ def _mirror(namespace: str, agent: str, body: Mapping[str, Any] | None, entries:
 
 async def record(
     ctx: Context, namespace: str, agent_name: str, intents: Sequence[AuditIntent], now: str
-) -> list[audit.Entry]:
+) -> list[auditchain.Entry]:
     """Append ``intents`` (in order) to the Agent's log at time ``now``; the entries written.
 
     API errors propagate (the caller retries its pass); a damaged log is reported, not
@@ -169,6 +169,6 @@ async def record(
             log.error("audit: %s; %d entries not recorded", exc, len(intents))
             kopf.warn(_agent_ref(namespace, agent_name, None), reason="AuditLogDamaged", message=str(exc))
             return []
-        body = await asyncio.to_thread(_set_head, ctx.kube, namespace, agent_name, audit.head(entries))
+        body = await asyncio.to_thread(_set_head, ctx.kube, namespace, agent_name, auditchain.head(entries))
     _mirror(namespace, agent_name, body, entries)
     return entries

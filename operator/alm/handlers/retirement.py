@@ -41,7 +41,7 @@ import kopf
 
 from alm.api import AgentRetirementPhase
 from alm.core import archive, conditions, naming, retirement
-from alm.core.audit import AuditAction, AuditIntent
+from alm.core.auditactions import AuditAction, AuditIntent
 from alm.core.reasons import Cond
 from alm.core.retirementtypes import CallWebhook, Result, RetirementPlan, WriteArchive
 from alm.handlers import auditing, posting

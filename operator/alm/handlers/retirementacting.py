@@ -27,7 +27,7 @@ from typing import Any
 
 from alm.api import AgentRetirementPhase
 from alm.core import conditions, retirement
-from alm.core.audit import AuditAction
+from alm.core.auditactions import AuditAction
 from alm.core.reasons import Cond, Reason
 from alm.core.retirementtypes import (
     WEBHOOK_KIND,

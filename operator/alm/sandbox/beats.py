@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from alm.core import archive, audit
+from alm.core import archive, auditactions, auditchain, auditstorage
 from alm.kube import resources
 from alm.kube.api import Kube
 
@@ -341,14 +341,14 @@ def _read_archive(stage: Stage, location: str) -> bytes:
 def audit_verdict(stage: Stage) -> dict[str, Any]:
     """Read the Agent's audit log back from its ConfigMaps and check the hash chain up to status.auditHead."""
     segments = stage.kube.list("ConfigMap", stage.namespace, {"alm.dev/agent": stage.agent,
-                                                              "alm.dev/component": audit.COMPONENT})
-    entries = audit.load(segments)
+                                                              "alm.dev/component": auditstorage.COMPONENT})
+    entries = auditstorage.load(segments)
     head = stage.status().get("auditHead")
-    verdict = audit.verify(entries, head=head)
+    verdict = auditchain.verify(entries, head=head)
     actions: dict[str, int] = {}
     for entry in entries:
         actions[str(entry.get("action"))] = actions.get(str(entry.get("action")), 0) + 1
-    approvals = [e.get("actor") for e in entries if e.get("action") == audit.AuditAction.APPROVED]
+    approvals = [e.get("actor") for e in entries if e.get("action") == auditactions.AuditAction.APPROVED]
     return {
         "ok": bool(verdict.ok), "message": verdict.message or "intact", "entries": len(entries),
         "segments": len(segments),

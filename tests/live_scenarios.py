@@ -38,18 +38,20 @@ from tests.scenarios import Cluster
 KPIS = {"minSuccessRate": 0.8}
 
 
+def pod_address(pod: dict[str, Any]) -> str | None:
+    """``host:port`` of a Running pod: its pod IP and ``http`` container port; None if it has none."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or not status.get("podIP") or pod["metadata"].get("deletionTimestamp"):
+        return None
+    ports = pod["spec"]["containers"][0].get("ports") or []
+    port = next((p["containerPort"] for p in ports if p.get("name") == "http"), None)
+    return None if port is None else f"{status['podIP']}:{port}"
+
+
 def pod_addresses(cluster: Cluster, selector: dict[str, str]) -> list[str]:
-    """``host:port`` of the Running pods ``selector`` picks: their pod IP and ``http`` container port."""
-    addresses = []
-    for pod in cluster.kube.list("Pod", cluster.namespace, selector):
-        status = pod.get("status") or {}
-        if status.get("phase") != "Running" or not status.get("podIP") or (pod["metadata"].get("deletionTimestamp")):
-            continue
-        ports = pod["spec"]["containers"][0].get("ports") or []
-        port = next((p["containerPort"] for p in ports if p.get("name") == "http"), None)
-        if port is not None:
-            addresses.append(f"{status['podIP']}:{port}")
-    return addresses
+    """The addresses of the Running pods ``selector`` picks (see :func:`pod_address`)."""
+    found = (pod_address(pod) for pod in cluster.kube.list("Pod", cluster.namespace, selector))
+    return [address for address in found if address is not None]
 
 
 @contextlib.contextmanager
@@ -133,33 +135,37 @@ class GatewayTraffic(Traffic):
         while not self.stop.is_set():
             found = scenarios.get(self.cluster, "HTTPRoute", self.route)
             rules = ((found or {}).get("spec") or {}).get("rules") or []
+            if not rules:
+                self.stop.wait(0.1)  # no route yet
+                continue
+            rule = rules[0]  # read again every 10 requests, with the pods its Services select
+            refs = [r for r in rule.get("backendRefs") or [] if int(r.get("weight", 1)) > 0]
+            mirrors = [f["requestMirror"] for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
+            pods = {name: self._addresses_of(name) for name in
+                    {r["name"] for r in refs} | {m["backendRef"]["name"] for m in mirrors}}
             for _ in range(10):
-                if not rules or self.stop.is_set():
+                if self.stop.is_set():
                     break
-                rule = rules[0]
-                refs = [r for r in rule.get("backendRefs") or [] if int(r.get("weight", 1)) > 0]
-                mirrors = [f["requestMirror"] for f in rule.get("filters") or [] if f.get("type") == "RequestMirror"]
                 if refs:
                     ref = draw.choices(refs, weights=[int(r.get("weight", 1)) for r in refs])[0]
-                    if self._send(ref["name"], i):
+                    if self._send(pods[ref["name"]], i):
                         key = (ref["name"], bool(mirrors))
                         self.served[key] = self.served.get(key, 0) + 1
                         self.answers += 1
                 for mirror in mirrors:
-                    if draw.uniform(0, 100) < float(mirror.get("percent", 100)) and \
-                            self._send(mirror["backendRef"]["name"], i):
-                        self.mirrored[mirror["backendRef"]["name"]] = self.mirrored.get(
-                            mirror["backendRef"]["name"], 0) + 1
+                    target = mirror["backendRef"]["name"]
+                    if draw.uniform(0, 100) < float(mirror.get("percent", 100)) and self._send(pods[target], i):
+                        self.mirrored[target] = self.mirrored.get(target, 0) + 1
                 i += 1
                 self.stop.wait(0.02)
-            else:
-                continue
-            self.stop.wait(0.1)  # no route yet
 
-    def _send(self, service: str, i: int) -> bool:
+    def _addresses_of(self, service: str) -> list[str]:
         found = scenarios.get(self.cluster, "Service", service)
         selector = ((found or {}).get("spec") or {}).get("selector")
-        addresses = pod_addresses(self.cluster, dict(selector)) if selector else []
+        return pod_addresses(self.cluster, dict(selector)) if selector else []
+
+    @staticmethod
+    def _send(addresses: list[str], i: int) -> bool:
         return bool(addresses) and post_task(addresses[i % len(addresses)], f"question {i}")
 
 

@@ -25,6 +25,7 @@ from alm.handlers.registry import FINALIZER
 from alm.kube import errors
 from alm.kube.api import Kube
 from alm.sandbox.operator_thread import OperatorThread
+from tests.describe import describe_namespace
 from tests.e2e.nodes import PodSimulator
 from tests.e2e.settings import E2ESettings
 
@@ -106,26 +107,7 @@ class E2ECluster:
         """A short human summary of the namespace, for failure messages (best effort, blocking)."""
         lines = [f"--- namespace {self.namespace} (operator running: {self.operator.running}) ---"]
         try:
-            for kind in ("Agent", "AgentVersion"):
-                for obj in self.kube.list(kind, self.namespace):
-                    status = obj.get("status") or {}
-                    conds = ", ".join(f"{c.get('type')}={c.get('status')}({c.get('reason')})"
-                                      for c in status.get("conditions") or [])
-                    lines.append(f"{kind} {obj['metadata']['name']}: phase={status.get('phase')} {conds}")
-            for dep in self.kube.list("Deployment", self.namespace):
-                st = dep.get("status") or {}
-                lines.append(f"Deployment {dep['metadata']['name']}: replicas={dep['spec'].get('replicas')} "
-                             f"ready={st.get('readyReplicas', 0)} available={st.get('availableReplicas', 0)}")
-            for pod in self.kube.list("Pod", self.namespace):
-                st = pod.get("status") or {}
-                lines.append(f"Pod {pod['metadata']['name']}: phase={st.get('phase')} "
-                             f"node={pod['spec'].get('nodeName')} deleting={'deletionTimestamp' in pod['metadata']}")
-            events = sorted(self.kube.list("Event", self.namespace),
-                            key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-            for ev in events[-10:]:
-                obj = ev.get("involvedObject") or {}
-                lines.append(f"Event {ev.get('type')} {ev.get('reason')} {obj.get('kind')}/{obj.get('name')}: "
-                             f"{ev.get('message')}")
+            lines += describe_namespace(self.kube, self.namespace)
         except Exception as exc:
             lines.append(f"(snapshot incomplete: {type(exc).__name__}: {exc})")
         if self.simulator is not None and self.simulator.errors:

@@ -19,6 +19,7 @@ from alm.kube import errors
 from alm.kube.api import Kube
 from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
+from tests.describe import describe_namespace
 from tests.e2e.kubeconfig import write_kubeconfig
 
 T = TypeVar("T")
@@ -68,31 +69,9 @@ class EmulatedCluster:
     def snapshot(self) -> str:
         """Where the namespace stands, for a timeout's message: Agents, rollouts, Deployments, Pods."""
         try:
-            return self._snapshot()
+            return "\n".join(describe_namespace(self.kube, self.namespace))
         except errors.ApiError as exc:  # e.g. no CRDs on this server: the timeout's message still goes out
             return f"(no snapshot: {exc})"
-
-    def _snapshot(self) -> str:
-        lines = []
-        for agent in self.kube.list("Agent", self.namespace):
-            status = agent.get("status") or {}
-            conditions = ", ".join(f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message')})"
-                                   for c in status.get("conditions") or [])
-            lines.append(f"Agent {agent['metadata']['name']}: {status.get('phase')}; {conditions}")
-        for rollout in self.kube.list("AgentRollout", self.namespace):
-            status = rollout.get("status") or {}
-            lines.append(f"AgentRollout {rollout['metadata']['name']}: {status.get('phase')} step "
-                         f"{status.get('currentStep')} weight {status.get('weight')}: {status.get('message')}")
-        for deployment in self.kube.list("Deployment", self.namespace):
-            status = deployment.get("status") or {}
-            lines.append(f"Deployment {deployment['metadata']['name']}: {deployment['spec'].get('replicas')} wanted, "
-                         f"{status.get('readyReplicas', 0)} ready")
-        for pod in self.kube.list("Pod", self.namespace):
-            status = pod.get("status") or {}
-            ready = {c.get("type"): c.get("status") for c in status.get("conditions") or []}.get("Ready")
-            lines.append(f"Pod {pod['metadata']['name']}: {status.get('phase')}, Ready={ready}, "
-                         f"{status.get('podIP')}")
-        return "\n".join(lines)
 
     def describe_writes(self, since: int) -> str:
         """The writes logged after the ``since``-th, one line each, for failure messages."""

@@ -17,7 +17,7 @@ import pytest
 from tests import scenarios
 from tests.integration import prometheus_fixtures
 from tests.integration.operator_harness import EmulatedCluster
-from tests.live_scenarios import KPIS, Traffic, _rollout, _version, pod_addresses
+from tests.live_scenarios import KPIS, Traffic, _rollout, _version, pod_address
 
 pytestmark = pytest.mark.skipif(prometheus_fixtures.binary() is None,
                                 reason="prometheus is not installed (apt-get install prometheus)")
@@ -44,20 +44,13 @@ class Discovery:
         while not self.stop.is_set():
             targets = {}
             for pod in self.cluster.kube.list("Pod", self.cluster.namespace, {"alm.dev/agent": "bot"}):
-                name = pod["metadata"]["name"]
-                found = pod_addresses(self.cluster, {"alm.dev/agent": "bot",
-                                                     "alm.dev/version": pod["metadata"]["labels"]["alm.dev/version"]})
-                address = next((a for a in found if a.endswith(str(_port(pod)))), None)
+                address = pod_address(pod)
                 if address is not None:
-                    targets[name] = (address, {"namespace": self.cluster.namespace})
+                    targets[pod["metadata"]["name"]] = (address, {"namespace": self.cluster.namespace})
             if targets != seen:
                 self.prometheus.set_targets(targets)
                 seen = targets
             self.stop.wait(0.2)
-
-
-def _port(pod: dict[str, Any]) -> int:
-    return int(pod["spec"]["containers"][0]["ports"][0]["containerPort"])
 
 
 async def test_a_bad_canary_measured_by_prometheus_is_rolled_back(process_cluster: EmulatedCluster) -> None:

@@ -276,6 +276,7 @@ async def test_pvc_archive_is_copied_by_a_job_and_revocations_are_timed(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] == archive.JOB_DEADLINE_SECONDS
     mounted = {v["name"]: v for v in pod["volumes"]}
     assert mounted["archive"]["persistentVolumeClaim"]["claimName"] == "agent-archive"
     assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["archive"] == "/archive"
@@ -323,6 +324,31 @@ async def test_a_failing_pvc_job_is_retried_then_fails_with_credentials_revoked(
     done = await scenarios.wait_retirement(cluster, RETIREMENT, "Retired")
     sha = done["status"]["archive"]["sha256"]
     assert done["status"]["archive"]["location"] == f"pvc/agent-archive/bot/{sha}"
+    assert hashlib.sha256(jobs.claims[(cluster.namespace, "agent-archive")][f"bot/{sha}/archive.json"]
+                          ).hexdigest() == sha
+
+
+async def test_a_pvc_job_that_never_starts_fails_at_its_deadline_and_is_retried(
+    cluster: EmulatedCluster, jobs: JobController
+) -> None:
+    # A claim that cannot be mounted, an image that cannot be pulled: the pod never starts and the
+    # Job would be neither Complete nor Failed. Its activeDeadlineSeconds turns that into an attempt.
+    issued = await live_agent(cluster)
+    jobs.stall_next(1)
+    scenarios.create(cluster, scenarios.agent_retirement(
+        cluster.namespace, archive={"to": "pvc", "claimName": "agent-archive", "jobDeadlineSeconds": 1}))
+    done = await scenarios.wait_retirement(cluster, RETIREMENT, "Retired", timeout=30)
+    status = done["status"]
+    assert revoked_map(status) == {key: "Revoked" for key in issued}
+    assert status["attempts"]["archive"]["count"] == 2
+    stalled, copied = jobs.runs
+    assert stalled["spec"]["activeDeadlineSeconds"] == copied["spec"]["activeDeadlineSeconds"] == 1
+    now = scenarios.get(cluster, "Job", stalled["metadata"]["name"])  # the retry may reuse the name
+    assert now is None or now["metadata"]["uid"] != stalled["metadata"]["uid"], "the Job past its deadline is deleted"
+    events = cluster.kube.list("Event", cluster.namespace)
+    retrying = [e["message"] for e in events if e.get("reason") == "ArchiveRetrying"]
+    assert any("attempt 1: Job failed: DeadlineExceeded" in m for m in retrying), retrying
+    sha = status["archive"]["sha256"]
     assert hashlib.sha256(jobs.claims[(cluster.namespace, "agent-archive")][f"bot/{sha}/archive.json"]
                           ).hexdigest() == sha
 

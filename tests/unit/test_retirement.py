@@ -646,6 +646,16 @@ def test_archive_plan_names_where_it_went() -> None:
         if target == "pvc":
             assert write.location == f"pvc/vault/bot/{write.bundle.sha256}" and write.claim_name == "vault"
             assert all(o["kind"] == "ConfigMap" for o in write.objects), "staging ConfigMaps"
+            assert write.deadline_seconds == 600, "the API's default bound on the copy Job"
+
+
+def test_the_copy_job_deadline_comes_from_the_spec() -> None:
+    body = spec() | {"archive": {"to": "pvc", "claimName": "vault", "jobDeadlineSeconds": 45}}
+    [write] = retirement.plan(body, status_in("Archiving", revoked=recorded()), obs(credentials=()), T0).actions
+    assert isinstance(write, WriteArchive) and write.deadline_seconds == 45
+    job = archive.pvc_job(write.objects, agent="bot", namespace="team", claim="vault",
+                          deadline_seconds=write.deadline_seconds)
+    assert job["spec"]["activeDeadlineSeconds"] == 45
 
 
 def test_no_credential_value_leaks_through_a_retirement() -> None:

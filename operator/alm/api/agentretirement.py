@@ -70,6 +70,10 @@ class ArchiveSpec(AlmModel):
     """configMap or secret (split into parts when large), or pvc."""
     claim_name: DNS1123Subdomain | None = None
     """The PersistentVolumeClaim to write to, for to: pvc."""
+    job_deadline_seconds: int = Field(600, ge=1, le=86400)
+    """For to: pvc, how long the copy Job may run, pending pod included (its activeDeadlineSeconds),
+    before it counts as a failed attempt: a Job that cannot start (missing claim, image pull, quota)
+    is retried and, after the last attempt, fails the retirement instead of waiting forever."""
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:

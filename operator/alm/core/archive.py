@@ -38,6 +38,7 @@ __all__ = [
     "ANNOTATION_SIZE",
     "COMPONENT",
     "DEFAULT_JOB_IMAGE",
+    "JOB_DEADLINE_SECONDS",
     "PART_LIMIT",
     "Bundle",
     "JobState",
@@ -60,6 +61,7 @@ ANNOTATION_RETIREMENT = "alm.dev/retirement-uid"  # on a copy Job: the AgentReti
 ANNOTATION_ATTEMPT = "alm.dev/archive-attempt"  # ... and which of its archive attempts it is
 DEFAULT_JOB_IMAGE = "busybox:1.36"  # any image with sh, cat, cp, mkdir, mv and sha256sum
 JOB_TTL_SECONDS = 86400  # a finished copy Job is garbage-collected a day later
+JOB_DEADLINE_SECONDS = 600  # the default bound on a copy Job, pending pod included
 JOB_USER = 65534  # nobody: the restricted Pod Security Standard wants a non-root user
 
 
@@ -233,13 +235,15 @@ echo "archive written to $dest"
 
 def pvc_job(
     objects: Sequence[Mapping[str, Any]], *, agent: str, namespace: str, claim: str, image: str = DEFAULT_JOB_IMAGE,
-    retirement_uid: str = "", attempt: int = 1,
+    retirement_uid: str = "", attempt: int = 1, deadline_seconds: int = JOB_DEADLINE_SECONDS,
 ) -> Obj:
     """The ``batch/v1`` Job that copies the archive in ``objects`` (staging ConfigMaps, manifest
     last, as :func:`to_objects` makes them) into ``/archive/<agent>/<sha256>/`` on ``claim``.
 
     Named like the archive (``<agent>-archive-<sha256[:10]>``), owned by nothing, no retries of
     its own (``backoffLimit: 0``: the operator counts attempts), restricted Pod Security Standard.
+    ``activeDeadlineSeconds`` bounds it, pending pod included, so a Job that can never start
+    (missing claim, image pull, quota) ends ``Failed`` and becomes a counted attempt.
     It checks every part against the manifest, then the whole document, with ``sha256sum -c``
     and moves the directory into place only when both match. Annotated with the retirement's
     uid and the attempt, so that later passes follow this very Job even if the archive they
@@ -287,6 +291,7 @@ def pvc_job(
                                      ANNOTATION_RETIREMENT: retirement_uid, ANNOTATION_ATTEMPT: str(attempt)}},
         "spec": {
             "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
             "template": {
                 "metadata": {"labels": labels},

@@ -156,7 +156,8 @@ def _write_archive(p: Pass, attempt: int, part_limit: int) -> WriteArchive:
     name = str(objects[-1]["metadata"]["name"])
     location = {"configMap": f"configmap/{name}", "secret": f"secret/{name}"}.get(
         target, archive.pvc_location(str(p.spec.archive.claim_name), p.agent, b.sha256))
-    return WriteArchive(attempt, target, p.spec.archive.claim_name, location, b, objects)
+    return WriteArchive(attempt, target, p.spec.archive.claim_name, location, b, objects,
+                        deadline_seconds=p.spec.archive.job_deadline_seconds)
 
 
 def _retired(p: Pass) -> None:

@@ -173,6 +173,7 @@ class WriteArchive:
     location: str
     bundle: archive.Bundle
     objects: tuple[Obj, ...]
+    deadline_seconds: int = archive.JOB_DEADLINE_SECONDS
 
     @property
     def parts(self) -> int:

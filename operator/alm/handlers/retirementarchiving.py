@@ -58,7 +58,8 @@ def _copy_to_claim(
     started = _attempt_job(kube, namespace, agent, seen.obs.uid, action.attempt)
     if started is None:
         wanted = archive.pvc_job(action.objects, agent=agent, namespace=namespace, claim=str(action.claim_name),
-                                 image=image, retirement_uid=seen.obs.uid, attempt=action.attempt)
+                                 image=image, retirement_uid=seen.obs.uid, attempt=action.attempt,
+                                 deadline_seconds=action.deadline_seconds)
         namesake = kube.get("Job", namespace, str(wanted["metadata"]["name"]))
         if namesake is not None:  # an earlier attempt's Job with the same content: gone first
             if not namesake["metadata"].get("deletionTimestamp"):

@@ -4,7 +4,9 @@ It runs as an asyncio task in the emulator's loop, like :class:`alm.sandbox.work
 and works on the object store directly. For every new ``batch/v1`` Job it "runs" it: after
 ``delay`` seconds it sets ``status`` as kube-controller-manager would for a finished Job,
 ``Complete=True`` (with ``succeeded: 1``) or, when told to, ``Failed=True`` (``failed: 1``,
-reason ``BackoffLimitExceeded``).
+reason ``BackoffLimitExceeded``). A Job told to stall (``stall_next(n)``, a pod that never
+starts) stays active until its ``activeDeadlineSeconds`` and then fails with reason
+``DeadlineExceeded``, as the real controller does.
 
 Nothing is executed. For the archive Jobs of :func:`alm.core.archive.pvc_job` (those with a
 ``persistentVolumeClaim`` volume and ``configMap`` volumes) it does what the container's script
@@ -36,7 +38,8 @@ CONFIGMAPS = 'v1/configmaps'
 
 
 class JobController:
-    """Marks Jobs Complete (or Failed, for the next ``fail_next(n)`` Jobs)."""
+    """Marks Jobs Complete (or Failed, for the next ``fail_next(n)`` Jobs; or never, for the next
+    ``stall_next(n)``, until their deadline)."""
 
     def __init__(self, store: ObjectStore, *, delay: float = 0.0) -> None:
         self.store = store
@@ -44,6 +47,7 @@ class JobController:
         self.claims: dict[tuple[str, str], dict[str, bytes]] = {}
         self.runs: list[dict[str, Any]] = []  # every Job run, as it was when it ran
         self._failures = 0
+        self._stalls = 0
         self._failure_message = 'simulated failure'
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
@@ -52,6 +56,10 @@ class JobController:
         """The next ``count`` Jobs fail (thread-safe enough: read once per Job in the loop)."""
         self._failures = count
         self._failure_message = message
+
+    def stall_next(self, count: int) -> None:
+        """The next ``count`` Jobs never finish by themselves: their pod never starts."""
+        self._stalls = count
 
     async def __aenter__(self) -> JobController:
         await self.start()
@@ -96,18 +104,53 @@ class JobController:
         worker.add_done_callback(self._workers.discard)
 
     async def _work(self, namespace: str, name: str, uid: str | None) -> None:
-        if self.delay:
-            await asyncio.sleep(self.delay)
         try:
+            if self._stalls > 0:
+                self._stalls -= 1
+                await self._stall(namespace, name, uid)
+                return
+            if self.delay:
+                await asyncio.sleep(self.delay)
             self.reconcile(namespace, name, uid)
         except Exception:
             log.exception("Running the simulated Job %s/%s failed.", namespace, name)
 
-    def reconcile(self, namespace: str, name: str, uid: str | None = None) -> None:
+    async def _stall(self, namespace: str, name: str, uid: str | None) -> None:
+        """Active with a pod that never starts; Failed ``DeadlineExceeded`` once the deadline passes
+        (no deadline: active for as long as the controller runs)."""
+        job = self._live(namespace, name, uid)
+        if job is None:
+            return
+        self.runs.append(job)
+        started = now_rfc3339()
+        self.store.replace(JOBS, namespace, name, {**job, 'status': {'startTime': started, 'active': 1}},
+                           subresource='status')
+        deadline = (job.get('spec') or {}).get('activeDeadlineSeconds')
+        if deadline is None:
+            return
+        await asyncio.sleep(float(deadline))
+        job = self._live(namespace, name, uid)
+        if job is None:
+            return
+        now = now_rfc3339()
+        message = 'Job was active longer than specified deadline'
+        status = {'startTime': started, 'active': 0, 'failed': 1, 'conditions': [
+            _condition('FailureTarget', 'DeadlineExceeded', message, now),
+            _condition('Failed', 'DeadlineExceeded', message, now)]}
+        self.store.replace(JOBS, namespace, name, {**job, 'status': status}, subresource='status')
+
+    def _live(self, namespace: str, name: str, uid: str | None) -> dict[str, Any] | None:
+        """The Job still to run: there, not being deleted, not finished, the same object."""
         job = self.store.find(JOBS, namespace, name)
         if job is None or job['metadata'].get('deletionTimestamp') or _finished(job):
-            return
+            return None
         if uid is not None and job['metadata'].get('uid') != uid:
+            return None
+        return job
+
+    def reconcile(self, namespace: str, name: str, uid: str | None = None) -> None:
+        job = self._live(namespace, name, uid)
+        if job is None:
             return
         self.runs.append(job)
         if self._failures > 0:

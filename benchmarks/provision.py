@@ -6,6 +6,10 @@ writes during a full resync after convergence (must be 0), and, for scale, the r
 a raw client needs to create the same children by hand.
 
     python benchmarks/provision.py --agents 200 --replicas 1
+
+``--describe`` adds ``operatorWritesPerAgentByKind``: the operator's writes during provisioning
+by method, resource and purpose (a child's apply, a status patch, kopf's finalizer or its
+bookkeeping, an Event), with the answers that were not 2xx (409 Conflicts) counted apart.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from typing import Any
 from alm.api import build_crds
 from alm.kube import resources
 from alm.kube.api import Kube
+from alm.sandbox.apiserver import ApiServerEmulator
 from alm.sandbox.apiserverthread import ApiServerThread
 from alm.sandbox.operator_thread import OperatorThread
+from alm.sandbox.requestparsing import header
 from alm.sandbox.workloads import DeploymentController
 
 BENCH_AGENT = "alm-bench-client"
@@ -40,11 +46,70 @@ def _operator_requests(server: ApiServerThread, since: int) -> dict[str, int]:
     return {"total": len(requests), "writes": writes, "reads": len(requests) - writes}
 
 
+def _record_statuses() -> dict[int, int]:
+    """Remember the status the emulator answers each resource request with (by request id)."""
+    statuses: dict[int, int] = {}
+    serve = ApiServerEmulator._serve_resource
+
+    def recording(self: ApiServerEmulator, request: Any) -> Any:
+        response = serve(self, request)
+        statuses[request.id] = int(response.status or 200)
+        return response
+
+    ApiServerEmulator._serve_resource = recording  # type: ignore[method-assign]
+    return statuses
+
+
+def _purpose(request: Any) -> str:
+    """What an operator write was for, from its method, content type, path and body."""
+    method = str(request.method.value).upper()
+    kopf = header(request, "User-Agent").startswith("kopf")
+    who = "kopf" if kopf else "alm"
+    if method != "PATCH":
+        return f"{who}:{method.lower()}"
+    content = header(request, "Content-Type").split(";")[0]
+    if content == "application/apply-patch+yaml":
+        return f"{who}:apply{'/' + request.subresource if request.subresource else ''}"
+    data = request.data if isinstance(request.data, dict) else {}
+    meta = data.get("metadata") or {}
+    parts = []
+    if "finalizers" in meta:
+        parts.append("finalizers")
+    if "annotations" in meta:
+        parts.append("annotations")
+    status = data.get("status")
+    if isinstance(status, dict):
+        parts.append("status.kopf" if set(status) == {"kopf"} else
+                     "status+kopf" if "kopf" in status else "status")
+    if isinstance(request.data, list):
+        parts.append("json-patch")
+    where = f"/{request.subresource}" if request.subresource else ""
+    return f"{who}:patch{where}:{'+'.join(parts) or 'other'}"
+
+
+def _describe(server: ApiServerThread, since: int, statuses: dict[int, int], agents: int) -> dict[str, Any]:
+    """The operator's writes since ``since``, per agent, by ``purpose resource`` (and failures apart)."""
+    counts: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for r in server.emulator.requests_matching(since=since, writes=True):
+        if BENCH_AGENT in header(r, "User-Agent"):
+            continue
+        plural = r.resource.plural if r.resource is not None else "?"
+        key = f"{_purpose(r)} {plural}"
+        counts[key] = counts.get(key, 0) + 1
+        status = statuses.get(r.id, 200)
+        if not 200 <= status <= 299:
+            failed[f"{key} -> {status}"] = failed.get(f"{key} -> {status}", 0) + 1
+    per = {k: round(v / agents, 2) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+    return {"writes": per, "failed": {k: round(v / agents, 2) for k, v in sorted(failed.items())}}
+
+
 def _create(kube: Kube, obj: dict[str, Any]) -> None:
     kube.request("POST", resources.for_object(obj).path(obj["metadata"].get("namespace")), body=obj)
 
 
-def run(agents: int, replicas: int, timeout: float) -> dict[str, Any]:
+def run(agents: int, replicas: int, timeout: float, describe: bool = False) -> dict[str, Any]:
+    statuses = _record_statuses() if describe else {}
     os.environ.setdefault("ALM_RESYNC_SECONDS", "5")  # read by the operator when it starts
     ns = "bench"
     with ApiServerThread() as server:
@@ -84,6 +149,7 @@ def run(agents: int, replicas: int, timeout: float) -> dict[str, Any]:
             all_available = time.monotonic() - started
             time.sleep(1.0)  # let trailing status writes land
             provisioning = _operator_requests(server, mark)
+            described = _describe(server, mark, statuses, agents) if describe else None
             resync_mark = server.emulator.mark()
             resync_window = 2.5 * float(os.environ["ALM_RESYNC_SECONDS"])
             time.sleep(resync_window)
@@ -93,7 +159,7 @@ def run(agents: int, replicas: int, timeout: float) -> dict[str, Any]:
             operator.stop()
             server.call(controller.stop)
     per_agent = {k: round(v / agents, 2) for k, v in provisioning.items()}
-    return {
+    result: dict[str, Any] = {
         "agents": agents,
         "replicasPerAgent": replicas,
         "secondsToCreateAll": round(created, 2),
@@ -105,6 +171,9 @@ def run(agents: int, replicas: int, timeout: float) -> dict[str, Any]:
         "rawClient": raw,
         "operatorWritesPerRawWrite": round(per_agent["writes"] / raw["writesPerAgent"], 2),
     }
+    if described is not None:
+        result["operatorWritesPerAgentByKind"] = described
+    return result
 
 
 def _raw_baseline(server: ApiServerThread, agents: int, replicas: int) -> dict[str, Any]:
@@ -141,8 +210,10 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--describe", action="store_true",
+                        help="also break the operator's writes down by method, resource and purpose")
     args = parser.parse_args()
-    json.dump(run(args.agents, args.replicas, args.timeout), sys.stdout, indent=2)
+    json.dump(run(args.agents, args.replicas, args.timeout, args.describe), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

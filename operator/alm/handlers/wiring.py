@@ -19,7 +19,7 @@ import kopf
 from alm.core import agentplan, agenttypes, credentials, naming, versionplan
 from alm.handlers import monitoring, posting, registry, rollouts
 from alm.handlers.context import Context, random_string, utcnow
-from alm.handlers.registry import REGISTRY
+from alm.handlers.registry import FINALIZER, REGISTRY
 from alm.kube import errors, resources, shell
 from alm.metrics import operator as metrics
 
@@ -154,11 +154,27 @@ def _first(index: Any, key: Any) -> Any:
 # --- Agent ---------------------------------------------------------------------------
 
 @kopf.on.event(GROUP, VERSION, "agents", registry=REGISTRY)
-async def agent_event(type: str, namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+async def agent_event(type: str, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo,
+                      **kwargs: Any) -> None:
     if type == "DELETED":
         metrics.PHASES.observe(namespace, name, None)
-    else:
+    elif not finalizer_pending(body):
         await reconcile_agent(Context.of(memo), namespace, name, kwargs)
+
+
+def finalizer_pending(body: Mapping[str, Any]) -> bool:
+    """Will kopf add the Agent finalizer right after this event's ``on.event`` handlers?
+
+    kopf adds it (for :func:`alm.handlers.retirement.agent_deleted`) with a JSON patch guarded by
+    a ``test`` of the resourceVersion of the event it is handling. A reconcile in that same cycle
+    writes the Agent's status first, so the guard fails (422), and kopf tries again on the next
+    event, which the reconcile races again: about three failed PATCHes per new Agent. Leaving
+    this event to kopf lets its patch land; the event that patch causes starts the reconcile.
+    So no child (no credential) exists before the finalizer that revokes it. Only this trigger
+    waits: a resync, a child's or a version's event still reconcile a finalizer-less Agent.
+    """
+    meta = body.get("metadata") or {}
+    return FINALIZER not in (meta.get("finalizers") or ()) and not meta.get("deletionTimestamp")
 
 
 async def reconcile_agent(ctx: Context, namespace: str, name: str, indexes: Mapping[str, Any]) -> None:

@@ -142,30 +142,44 @@ def snapshot(cluster: Cluster) -> dict[tuple[str, str], str]:
     return versions
 
 
+async def _settled(probe: Callable[[], T], *, quiet: float, timeout: float, what: str) -> T:
+    """``probe()`` once its value has not changed for ``quiet`` seconds; fails after ``timeout``."""
+    value = probe()
+    deadline, quiet_since = time.monotonic() + timeout, time.monotonic()
+    while time.monotonic() - quiet_since < quiet:
+        await asyncio.sleep(0.1)
+        now = probe()
+        if now != value:
+            value, quiet_since = now, time.monotonic()
+        assert time.monotonic() < deadline, f"{what} never stopped changing for {quiet}s"
+    return value
+
+
 async def settled_writes(cluster: Cluster, *, quiet: float = 1.5, timeout: float = 20) -> int | None:
     """The write count once no write has come for ``quiet`` seconds (None where writes are not counted).
 
     A first pass's trailing writes (an Event posted in the background, kopf's finalizer) may land
     late on a loaded machine; a retry storm never goes quiet, so it still fails here.
     """
-    count = cluster.count_writes()
-    if count is None:
+    if cluster.count_writes() is None:
         return None
-    deadline, quiet_since = time.monotonic() + timeout, time.monotonic()
-    while time.monotonic() - quiet_since < quiet:
-        await asyncio.sleep(0.1)
-        now = cluster.count_writes()
-        if now != count:
-            count, quiet_since = now, time.monotonic()
-        assert time.monotonic() < deadline, f"writes never stopped for {quiet}s:\n" + cluster.describe_writes(
-            count - 20 if count else 0)
-    return count
+    try:
+        return await _settled(cluster.count_writes, quiet=quiet, timeout=timeout, what="the writes")
+    except AssertionError as exc:
+        count = cluster.count_writes() or 0
+        raise AssertionError(f"{exc}:\n{cluster.describe_writes(count - 20)}") from None
 
 
 async def assert_quiet(cluster: Cluster, seconds: float) -> None:
-    """Nothing the operator owns changes for ``seconds`` (covering at least one resync)."""
-    writes_before = await settled_writes(cluster)
-    before = snapshot(cluster)
+    """Nothing the operator owns changes for ``seconds`` (covering at least one resync).
+
+    It starts once the writes and the objects' resourceVersions have stood still for 1.5 s (more
+    than a resync), so a late status write or Event of the pass before cannot race with it, on
+    either harness (a real cluster counts no writes: there the objects alone tell). Writing at
+    every resync never stands still that long, and a slower write lands in ``seconds``: both fail.
+    """
+    writes_before, before = await _settled(lambda: (cluster.count_writes(), snapshot(cluster)),
+                                           quiet=1.5, timeout=20, what="the operator's writes and objects")
     await asyncio.sleep(seconds)
     assert snapshot(cluster) == before
     writes_after = cluster.count_writes()
@@ -336,9 +350,13 @@ async def scenario_create(cluster: Cluster) -> None:
     assert {v["name"] for v in pod["volumes"]} >= {"config", "credentials"}
     assert TOOL_KEY_VALUE not in str(bot) and TOOL_KEY_VALUE not in str(deployment)
 
-    events = cluster.kube.list("Event", ns)
-    mine = [e for e in events if e.get("involvedObject", {}).get("name") == "bot"]
-    assert any(e.get("reason") == "Created" for e in mine), "no Created event for the Agent"
+    # kopf posts Events in the background: on a loaded machine they can trail the Available phase.
+    def created_event() -> list[dict[str, Any]] | None:
+        found = cluster.kube.list("Event", ns)
+        mine = [e for e in found if e.get("involvedObject", {}).get("name") == "bot"]
+        return found if any(e.get("reason") == "Created" for e in mine) else None
+
+    events = await cluster.wait_for(created_event, timeout=10, what="a Created event for the Agent")
     assert all(TOOL_KEY_VALUE not in str(e) for e in events)
 
 
@@ -457,8 +475,7 @@ async def scenario_deletion(cluster: Cluster) -> None:
 async def scenario_resync_is_quiet(cluster: Cluster) -> None:
     """Once converged, resyncs and an operator restart write nothing."""
     await deploy(cluster)
-    await asyncio.sleep(0.5)  # let the last status write land
-    await assert_quiet(cluster, 3.0)
+    await assert_quiet(cluster, 3.0)  # it waits for the last status write and Events to land first
     await cluster.restart_operator()
     await assert_quiet(cluster, 3.0)
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from alm.api import build_crds
-from alm.cli import kubectl
+from alm.cli import kubectl, kubectl_commands
 from alm.core import auditchain, auditstorage
 from alm.kube.api import Kube
 from alm.sandbox.apiserverthread import ApiServerThread
@@ -97,7 +97,14 @@ def cli(server: ApiServerThread, tmp_path: pathlib.Path, capsys: pytest.CaptureF
 
 # --- objects --------------------------------------------------------------------------------
 
-TODAY = time.strftime("%Y-%m-%d", time.gmtime())
+TODAY = "2026-01-13"  # the CLI's "today", pinned: a run across midnight UTC must not see two days
+
+
+@pytest.fixture(autouse=True)
+def _today(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``list`` and ``budget`` count the spend of status.cost only when its day is today (UTC)."""
+    monkeypatch.setattr(kubectl_commands, "_today", lambda: TODAY)
+
 HISTORY = [
     {"version": "bot-v1", "promotedAt": "2026-01-10T09:00:00Z", "rollout": "bot-bot-v1", "result": "Succeeded"},
     {"version": "bot-v2", "promotedAt": "2026-01-12T09:00:00Z", "rollout": "bot-bot-v2", "result": "Succeeded"},

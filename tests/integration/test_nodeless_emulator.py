@@ -104,8 +104,9 @@ def test_the_deployment_controller_waits_for_a_kubelet(nodeless: tuple[ApiServer
     pods = _eventually(lambda: len(found := kube.list("Pod", NS, labels)) == 2 and found)
     assert all(not p["spec"].get("nodeName") and p["status"]["phase"] == "Pending" for p in pods)
     assert all(p["metadata"]["name"].startswith("web-") for p in pods)
-    time.sleep(0.3)
-    status = (kube.get("Deployment", NS, "web") or {}).get("status") or {}
+    # The controller writes the status after creating the pods: wait for it rather than sleep.
+    status = _eventually(lambda: (s := (kube.get("Deployment", NS, "web") or {}).get("status") or {})
+                         .get("observedGeneration") == 1 and s)
     assert status.get("readyReplicas", 0) == 0 and status["observedGeneration"] == 1  # nobody ran them
     for pod in pods:
         _bind(kube, pod["metadata"]["name"])

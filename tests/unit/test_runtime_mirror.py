@@ -210,7 +210,11 @@ async def test_a_dead_shadow_is_an_error_and_offer_stays_instant(registry: Any) 
     started = time.perf_counter()
     for _ in range(20):
         copies.offer(BODY, {})
-    assert time.perf_counter() - started < 0.05
+    # offer() tries nothing itself: before the loop runs, no copy has failed (a blocking send in
+    # offer would have counted 20 errors by now). The time bound is generous, for a loaded machine
+    # (20 offers take microseconds; a connect timeout would take seconds).
+    assert counts(registry) == {"sent": 0, "dropped": 0, "error": 0}
+    assert time.perf_counter() - started < 1.0
     await copies.flush()
     await copies.close()
     assert counts(registry) == {"sent": 0, "dropped": 0, "error": 20}

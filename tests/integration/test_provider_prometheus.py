@@ -124,12 +124,15 @@ async def test_no_series_is_inconclusive(traffic: Traffic) -> None:
 
 
 async def test_a_window_without_tasks_is_inconclusive(traffic: Traffic) -> None:
-    # The final counts were scraped before traffic.finished: a 2 s window that starts after it, with two
-    # scrapes in it, sees no change. At most 2.5 s of waiting, less when the tests before took that long.
-    time.sleep(max(0.0, traffic.finished + 2.5 - time.monotonic()))
+    # The final counts were scraped before traffic.finished: a window that starts after it sees no
+    # change. 4 s, so that it holds the two scrapes increase() needs even when a loaded machine delays
+    # one (with a single sample there is no series, not "no tasks"). At most 4.5 s of waiting, less
+    # when the tests before took that long.
+    window = 4
+    time.sleep(max(0.0, traffic.finished + window + 0.5 - time.monotonic()))
     provider = provider_for(traffic)
     try:
-        result = await provider.measure(AGENT, NS, "bot-v1", 2)
+        result = await provider.measure(AGENT, NS, "bot-v1", window)
     finally:
         await provider.close()
     assert result.kpis[KPI.SUCCESS_RATE] == kpis.Reading.inconclusive(kpis.NO_TASKS, samples=0)

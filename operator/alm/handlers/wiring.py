@@ -9,6 +9,7 @@ repair), and the periodic resync timer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -212,10 +213,14 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     retirement = _first(indexes["retirements_by_agent"], (namespace, name))
     obs = agenttypes.AgentObservations(body, version, sources, children, retirement, rollout_bodies, stable,
                                       ctx.traffic.get((namespace, name)))
-    plan = agentplan.plan_agent(obs, utcnow(), random_string)
+    now = utcnow()
+    plan = agentplan.plan_agent(obs, now, random_string)
+    # A rollout decides versions, replicas and names of its own: only plain provisioning is settled early.
+    simple = not rollout_bodies and obs.traffic is None and (plan.rollout is None or plan.rollout.body is None)
     outcome = await asyncio.to_thread(
         shell.execute, ctx.kube, body, apply=plan.apply, delete=plan.delete,
         status=plan.status, owned_status=AGENT_STATUS_KEYS,
+        settle=(lambda written: _settled_status(obs, written, now)) if simple else None,
     )
     _remember(ctx, outcome, uid)
     if plan.rollout is not None and plan.rollout.body is not None:
@@ -225,6 +230,19 @@ async def _agent_pass(ctx: Context, namespace: str, name: str, indexes: Mapping[
     if rollout_bodies or (plan.rollout is not None and plan.rollout.body is not None):
         rollouts.after_agent_pass(ctx, namespace, name)
     return outcome
+
+
+def _settled_status(obs: agenttypes.AgentObservations, written: shell.Outcome, now: str) -> dict[str, Any] | None:
+    """The status of the pass after ``written``: the plan again, over the children as the API server returned them.
+
+    That pass (started by the children's watch events) would find nothing to apply and write
+    this status; writing it now instead of the plan's ("applying children") saves a status write
+    per provisioning. When the plan still has something to do, ``None``: keep the plan's status.
+    """
+    changed = {agenttypes.child_key(obj) for obj in [*written.applied, *written.deleted]}
+    children = [c for c in obs.children if agenttypes.child_key(c) not in changed] + list(written.applied)
+    again = agentplan.plan_agent(dataclasses.replace(obs, children=children), now, random_string)
+    return again.status if not again.apply and not again.delete else None
 
 
 def _owned_by(child: Mapping[str, Any], uid: str) -> bool:

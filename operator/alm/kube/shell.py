@@ -45,8 +45,15 @@ def execute(
     owned_status: Iterable[str] = (),
     events: Sequence[EventIntent] = (),
     post_event: EventPoster | None = None,
+    settle: Callable[[Outcome], Mapping[str, Any] | None] | None = None,
 ) -> Outcome:
-    """Carry out one plan for ``body``."""
+    """Carry out one plan for ``body``.
+
+    ``settle``, when the plan applied or deleted children, is asked (with what the API server
+    returned) for the status to write instead of ``status``: the one the next pass would compute
+    from those children. ``None`` keeps ``status``. It saves the status write that only says
+    "applying children" just before the next pass says they are applied.
+    """
     outcome = Outcome()
     for obj in apply:
         outcome.applied.append(kube.apply(obj))
@@ -54,6 +61,8 @@ def execute(
         meta = child.get("metadata", {})
         kube.delete(str(child.get("kind")), meta.get("namespace"), meta["name"], uid=meta.get("uid"))
         outcome.deleted.append(child)
+    if settle is not None and status is not None and (outcome.applied or outcome.deleted):
+        status = settle(outcome) or status
     meta = body.get("metadata", {})
     if status is not None:
         patch = status_patch(body.get("status"), status, owned_status)

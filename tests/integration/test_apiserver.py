@@ -654,12 +654,14 @@ def test_deployment_controller_makes_a_deployment_available(
 
 def test_deployment_controller_honours_its_delay(deployment_controller: DeploymentController,
                                                  apps: client.AppsV1Api) -> None:
-    deployment_controller.delay = 0.5
-    apps.create_namespaced_deployment('delay', deployment('web'))
+    # Timed from before the create (the delay cannot start earlier), and long enough that the first
+    # read comes before it even on a loaded machine.
+    deployment_controller.delay = 1.0
     started = time.monotonic()
+    apps.create_namespaced_deployment('delay', deployment('web'))
     assert available(apps, 'delay', 'web') is None
     wait_until(lambda: available(apps, 'delay', 'web'))
-    assert time.monotonic() - started >= 0.4
+    assert time.monotonic() - started >= 0.95
 
 
 def test_deployment_controller_can_run_pods(deployment_controller: DeploymentController,

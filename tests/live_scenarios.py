@@ -382,7 +382,9 @@ def _route_weights(cluster: Cluster) -> dict[str, int] | None:
 
 
 async def scenario_gateway_api_weights_follow_the_steps_on_the_http_route(cluster: Cluster) -> None:
-    with shortened(rolloutpass, "GATEWAY_SCALE_DOWN_DELAY", 3):  # the 30 s grace (the operator runs in-process)
+    # The 30 s grace, shortened (the operator runs in-process); 6 s, as the check that the old version is
+    # still there comes after the Succeeded phase, the route and the Agent's Available phase are read back.
+    with shortened(rolloutpass, "GATEWAY_SCALE_DOWN_DELAY", 6):
         await _gateway_api_weights(cluster)
 
 

@@ -17,6 +17,7 @@ import urllib.request
 from typing import Any
 
 from alm.core import auditchain
+from alm.metrics import operator as metrics
 from tests import scenarios
 from tests.integration.operator_harness import EmulatedCluster
 
@@ -89,7 +90,12 @@ async def test_a_budget_suspension_and_its_lifting_are_each_audited_once(process
     # A restart, and the monitoring passes after it (the Agent stays over budget), append nothing.
     entries = len(scenarios.audit_log(cluster))
     await cluster.restart_operator()
-    await asyncio.sleep(4)  # a few 1 s intervals
+    labels = {"namespace": ns, "agent": "bot"}
+    for _ in range(2):  # two monitoring passes of the restarted operator: each sets the cost gauges again
+        metrics.AGENT_TOKENS_TODAY.labels(**labels).set(-1.0)
+        await cluster.wait_for(
+            lambda: True if (metrics.REGISTRY.get_sample_value("alm_operator_agent_tokens_today", labels) or 0) >= 0
+            else None, timeout=15, what="a monitoring pass of the restarted operator")
     assert _budget_entries(cluster) == [suspended]
     assert len(scenarios.audit_log(cluster)) == entries
 

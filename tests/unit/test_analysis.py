@@ -313,3 +313,51 @@ def test_provider_readings_become_run_readings_for_the_names_asked() -> None:
     )
     verdicts = [analysis.judge(Limit(r.kpi, max=0.5), r, AT)["verdict"] for r in readings]
     assert verdicts == ["Failed", "Inconclusive", "Error", "Successful"]
+
+
+# --- Baseline readings: the scrape provider's first scrape of a version --------------------------
+
+
+def baselines(*values: float | None, start: float = 30) -> list[RunReading]:
+    """Rounds where None is a Baseline reading (the provider only took its baseline) and a number a value."""
+    return [reading(value=value, when=start + i * 30,
+                    **({"baseline": True, "reason": "first scrape of this version"} if value is None else {}))
+            for i, value in enumerate(values)]
+
+
+@pytest.mark.parametrize(("values", "inconclusive_limit", "verdict"), [
+    ((None,), 0, "Running"),  # with inconclusiveLimit 0 a Baseline still pauses nothing
+    ((None, 0.99, None, 0.99), 0, "Successful"),  # an operator restart mid-run takes a second baseline
+    ((None, None, None, None, None), 2, "Running"),  # counts towards no limit, waits for data
+    ((None, 0.5), 2, "Failed"),  # and hides no failure (failureLimit 0 below)
+])
+def test_a_baseline_reading_keeps_the_schedule_and_counts_towards_no_limit(
+        values: tuple[float | None, ...], inconclusive_limit: int, verdict: str) -> None:
+    criteria = crit(failure_limit=0, inconclusive_limit=inconclusive_limit, duration=60)
+    run = run_of(criteria, baselines(*values))
+    assert run["verdict"] == verdict
+    first = run["measurements"][0]
+    assert first["verdict"] == "Baseline" and "baseline taken" in first["message"]
+    assert analysis.next_due(run, criteria) == at(30 + len(values) * 30), "the next round is an interval later"
+
+
+def test_an_ordinary_no_data_reading_still_counts_as_inconclusive() -> None:
+    criteria = crit(inconclusive_limit=0)
+    assert run_of(criteria, rounds(None))["verdict"] == "Inconclusive"
+
+
+def test_long_runs_keep_only_the_newest_baselines() -> None:
+    run = run_of(crit(duration=None), baselines(*([None] * 20)))
+    assert [m["verdict"] for m in run["measurements"]] == ["Baseline"] * analysis.KEEP_BASELINE
+    assert run["measurements"][-1]["measuredAt"] == at(30 + 19 * 30)
+
+
+def test_a_provider_answer_without_a_window_gives_baseline_readings() -> None:
+    request = analysis.Measure(run="r", version="v2", baseline=None, window_seconds=30,
+                               kpis=("successRate", "latencySeconds"), queries=(), latency_quantile=0.95)
+    first = kpis.Reading.inconclusive("first scrape of this version: it is the baseline")
+    answer = {"successRate": first, "latencySeconds": kpis.Reading.error("HTTP 503")}
+    readings = analysis.run_readings(request, "v2", AT, answer, baseline=True)
+    assert [r.baseline for r in readings] == [True, False], "an error stays an error"
+    assert [analysis.judge(Limit(r.kpi, max=1), r, AT)["verdict"] for r in readings] == ["Baseline", "Error"]
+    assert not any(r.baseline for r in analysis.run_readings(request, "v2", AT, answer)), "a window was measured"

@@ -93,12 +93,15 @@ class MeasurementVerdict(enum.StrEnum):
     - Failed: breached the threshold.
     - Inconclusive: not enough data to judge (e.g. no tasks in the window).
     - Error: the measurement itself failed (e.g. a query error); counts as inconclusive.
+    - Baseline: the scrape provider only took its baseline (the version's first scrape, or the
+      first after an operator restart); the next measurement judges. Counts as nothing.
     """
 
     SUCCESSFUL = "Successful"
     FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
     ERROR = "Error"
+    BASELINE = "Baseline"
 
 
 class Approval(AlmModel):
@@ -123,7 +126,7 @@ class Measurement(AlmModel):
     threshold: float | None = None
     """The limit it was compared with."""
     verdict: MeasurementVerdict
-    """Successful, Failed, Inconclusive or Error."""
+    """Successful, Failed, Inconclusive, Error or Baseline."""
     measured_at: str
     """When (RFC 3339)."""
     message: str | None = None

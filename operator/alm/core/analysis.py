@@ -6,7 +6,7 @@ The metric providers (``alm.providers``) only *measure*: each answer (a ``KPIRes
 happens here, in one place (as Argo Rollouts' shared evaluator does), so a provider never
 decides pass or fail::
 
-    RunReading ──judge()──► Measurement (Successful | Failed | Inconclusive | Error)
+    RunReading ──judge()──► Measurement (Successful | Failed | Inconclusive | Error | Baseline)
                                   │  one per judged name and round, appended to the run
                                   ▼
     AnalysisRun ──verdict()──► Running | Successful | Failed | Inconclusive
@@ -23,9 +23,14 @@ Rules, the same for canary steps, background analysis, blue-green pre-promotion 
 - No data is never success: once the duration is over, every name must have passed at least
   once. A name that only ever failed fails the run; one that never had data keeps the run
   measuring until the inconclusive limit stops it.
+- A reading that only took the provider's baseline (the scrape provider's first scrape of a
+  version, which history an operator restart also loses) is a Baseline measurement: it keeps the
+  schedule (the next round is an interval later) but counts towards no limit. Otherwise every
+  canary would spend one inconclusive measurement before its first judgement, and an operator
+  restart mid-analysis another, pausing a healthy rollout with the default limit.
 - Runs keep every Failed, Inconclusive and Error measurement (their number is bounded by the
-  limits) and the newest :data:`KEEP_SUCCESSFUL` Successful ones per name, so a long background
-  analysis cannot outgrow the status.
+  limits) and the newest :data:`KEEP_SUCCESSFUL` Successful and :data:`KEEP_BASELINE` Baseline
+  ones per name, so a long background analysis cannot outgrow the status.
 
 Everything is a function of its arguments; the same readings give the same measurements, byte
 for byte.
@@ -72,11 +77,13 @@ Obj = dict[str, Any]
 
 DEFAULT_INTERVAL = parse_duration(AnalysisSpec().interval)
 KEEP_SUCCESSFUL = 10  # newest Successful measurements kept per judged name and run
+KEEP_BASELINE = 2  # newest Baseline measurements kept per judged name and run
 RELATIVE_KPIS = {"successRateDrop": KPI.SUCCESS_RATE, "latencyIncreaseRatio": KPI.LATENCY,
                  "costIncreaseRatio": KPI.COST_PER_TASK}
 _TOLERANCE = 1e-9  # 0.97 - 0.95 is 0.020000000000000018: equal to a 0.02 limit, not above it
 _SUCCESSFUL, _FAILED = MeasurementVerdict.SUCCESSFUL.value, MeasurementVerdict.FAILED.value
 _INCONCLUSIVE, _ERROR = MeasurementVerdict.INCONCLUSIVE.value, MeasurementVerdict.ERROR.value
+_BASELINE = MeasurementVerdict.BASELINE.value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +102,8 @@ class RunReading:
     run: str = ""  # the Measure.run this answers
     error: str | None = None
     reason: str | None = None
+    baseline: bool = False
+    """No value because the provider only took its baseline now (see the module docstring)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +125,12 @@ class Measure:
 
 
 def run_readings(request: Measure, version: str, measured_at: str, kpis: Mapping[str, kpi_readings.Reading],
-                 queries: Mapping[str, kpi_readings.Reading] | None = None) -> tuple[RunReading, ...]:
+                 queries: Mapping[str, kpi_readings.Reading] | None = None, *,
+                 baseline: bool = False) -> tuple[RunReading, ...]:
     """A provider's answer for ``version`` (``KPIResult.kpis`` and ``.queries``) as the readings
-    that answer ``request``: only the names it asked for, in its order.
+    that answer ``request``: only the names it asked for, in its order. ``baseline``: the
+    provider measured no window, it only took its baseline (``KPIResult.window_seconds == 0``);
+    readings without a value are then Baseline, not Inconclusive.
 
     Pass the same ``measured_at`` (the time the shell ran the request) for the version and the
     baseline: one round is every reading with one time, and relative limits compare within it.
@@ -133,7 +145,8 @@ def run_readings(request: Measure, version: str, measured_at: str, kpis: Mapping
         answered.append(RunReading(
             name, reading.value if state is kpi_readings.ReadingState.MEASURED else None, measured_at, version,
             request.run, error=reading.reason if state is kpi_readings.ReadingState.ERROR else None,
-            reason=reading.reason if state is kpi_readings.ReadingState.INCONCLUSIVE else None))
+            reason=reading.reason if state is kpi_readings.ReadingState.INCONCLUSIVE else None,
+            baseline=baseline and state is kpi_readings.ReadingState.INCONCLUSIVE))
     return tuple(answered)
 
 
@@ -262,10 +275,13 @@ def _measurement(name: str, verdict: str, at: str, message: str, value: float | 
 
 
 def _missing(name: str, reading: RunReading | None, at: str, who: str = "") -> Obj | None:
-    """The Error or Inconclusive measurement for a reading without a usable value, else None."""
+    """The Error, Inconclusive or Baseline measurement for a reading without a usable value, else None."""
     prefix = f"{name}{who}"
     if reading is None:
         return _measurement(name, _INCONCLUSIVE, at, f"{prefix}: not measured (the provider returned no value)")
+    if reading.baseline:
+        return _measurement(name, _BASELINE, at, f"{prefix}: baseline taken, the next measurement judges "
+                                                 f"({reading.reason or 'no window yet'})")
     if reading.error is not None:
         return _measurement(name, _ERROR, at, f"{prefix}: measurement failed: {reading.error}")
     if reading.value is None or math.isnan(reading.value):
@@ -362,13 +378,17 @@ def _judge_round(crit: Criteria, readings: Sequence[RunReading], at: str, target
 
 
 def _prune(measurements: Sequence[Obj]) -> list[Obj]:
-    """Every non-Successful measurement, and the newest KEEP_SUCCESSFUL Successful ones per name."""
+    """Every Failed, Inconclusive and Error measurement, and the newest KEEP_SUCCESSFUL Successful
+    and KEEP_BASELINE Baseline ones per name."""
+    keep = {_SUCCESSFUL: KEEP_SUCCESSFUL, _BASELINE: KEEP_BASELINE}
     kept: list[Obj] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for measurement in reversed(measurements):
-        if measurement["verdict"] == _SUCCESSFUL:
-            seen[measurement["kpi"]] = seen.get(measurement["kpi"], 0) + 1
-            if seen[measurement["kpi"]] > KEEP_SUCCESSFUL:
+        verdict = measurement["verdict"]
+        if verdict in keep:
+            key = (measurement["kpi"], verdict)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > keep[verdict]:
                 continue
         kept.append(measurement)
     return kept[::-1]

@@ -44,4 +44,4 @@ async def _measure_one(ctx: Context, namespace: str, agent_name: str, agent: Age
         return analysis.run_readings(request, version, now, dict.fromkeys(request.kpis, failed),
                                      {q.name: failed for q in request.queries})
     return analysis.run_readings(request, version, now, {str(k): v for k, v in result.kpis.items()},
-                                 dict(result.queries))
+                                 dict(result.queries), baseline=result.window_seconds <= 0)

@@ -319,7 +319,13 @@ async def scenario_an_operator_restart_resumes_at_the_same_step(cluster: Cluster
         paused = await _wait_rollout(cluster, "Paused at step 1", lambda s: s.get("phase") == "Paused"
                                      and s.get("currentStep") == 1)
         before = paused["status"]
-        pods = {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")}
+
+        def replicas() -> dict[str, int]:
+            return {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")}
+
+        # The rollout's status leads; the Agent's pass that scales the stable version down follows it.
+        pods = await cluster.wait_for(lambda: replicas() if replicas() == {"bot-bot-v1": 1, "bot-bot-v2": 1} else None,
+                                      what="the stable version scaled down to its 50 % share")
         selector = _selector(cluster)
         passes = _rollout_passes()
         await cluster.restart_operator()
@@ -330,8 +336,7 @@ async def scenario_an_operator_restart_resumes_at_the_same_step(cluster: Cluster
         after = (_rollout(cluster) or {})["status"]
         assert (after["phase"], after["currentStep"], after["weight"], after["stepStartedAt"]) == (
             "Paused", 1, 50, before["stepStartedAt"])
-        assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")
-                } == pods == {"bot-bot-v1": 1, "bot-bot-v2": 1}
+        assert replicas() == pods, "the restarted operator keeps each version's replicas"
         assert _selector(cluster) == selector == {"alm.dev/agent": "bot"}  # both versions, as before the restart
         cluster.kube.merge_patch("AgentRollout", cluster.namespace, paused["metadata"]["name"],
                                  {"metadata": {"annotations": {"alm.dev/resume": ""}}})

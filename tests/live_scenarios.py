@@ -355,7 +355,7 @@ async def scenario_blue_green_previews_analyses_promotes_and_scales_the_old_vers
     ns = cluster.namespace
     scenarios.create(cluster, _version(ns, "bot-v1"))
     # Long enough a wait for promotion that a loaded machine's polls still see it.
-    blue_green = {"autoPromotionSeconds": 8, "scaleDownDelaySeconds": 4, "prePromotionAnalysis": {"interval": "1s"}}
+    blue_green = {"autoPromotionSeconds": 8, "scaleDownDelaySeconds": 6, "prePromotionAnalysis": {"interval": "1s"}}
     scenarios.create(cluster, scenarios.agent(ns, replicas=2, kpis=KPIS, rollout={"blueGreen": blue_green}))
     await scenarios.wait_phase(cluster, "bot", "Available")
     scenarios.create(cluster, _version(ns, "bot-v2"))
@@ -384,7 +384,7 @@ async def scenario_blue_green_previews_analyses_promotes_and_scales_the_old_vers
     await cluster.wait_for(lambda: [d["metadata"]["name"] for d in scenarios.children(cluster, "Deployment")]
                            == ["bot-bot-v2"] or None, timeout=20, what="the old version to go after the delay")
     gone = timestamps.parse_time(utcnow())
-    assert (gone - timestamps.parse_time(finished)).total_seconds() >= 4 - 1  # finishedAt has whole seconds
+    assert (gone - timestamps.parse_time(finished)).total_seconds() >= 6 - 1  # finishedAt has whole seconds
     agent = await scenarios.wait_phase(cluster, "bot", "Available")
     assert agent["status"]["stableVersion"] == "bot-v2"
 

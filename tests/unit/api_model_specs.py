@@ -5,15 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pydantic
-
-from alm.api import (
-    AgentRetirementSpec,
-    AgentRolloutSpec,
-    AgentSpec,
-    AgentVersionSpec,
-)
-
 VERSION_SPEC: dict[str, Any] = {
     "model": {"provider": "simulated", "name": "sim-small"},
     "instructions": "Help customers.",
@@ -27,14 +18,6 @@ ROLLOUT_SPEC: dict[str, Any] = {
     "strategy": CANARY,
 }
 RETIREMENT_SPEC: dict[str, Any] = {"agentRef": {"name": "support-bot"}, "reason": "Replaced."}
-
-SPECS: dict[type[pydantic.BaseModel], dict[str, Any]] = {
-    AgentVersionSpec: VERSION_SPEC,
-    AgentSpec: AGENT_SPEC,
-    AgentRolloutSpec: ROLLOUT_SPEC,
-    AgentRetirementSpec: RETIREMENT_SPEC,
-}
-
 
 def with_(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A deep copy of ``base`` with ``value`` at the dotted ``path`` (list indexes allowed)."""

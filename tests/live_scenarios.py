@@ -408,7 +408,9 @@ async def scenario_gateway_api_weights_follow_the_steps_on_the_http_route(cluste
 async def _gateway_api_weights(cluster: Cluster) -> None:
     ns = cluster.namespace
     scenarios.create(cluster, _version(ns, "bot-v1"))
-    steps = [{"setWeight": 30}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
+    # 3 s pauses: every weight stays long enough for the polls below to see it on a loaded machine
+    # (CI once missed the status at 60 % between two polls with 1 s pauses).
+    steps = [{"setWeight": 30}, {"pause": {"duration": "3s"}}, {"setWeight": 60}, {"pause": {"duration": "3s"}}]
     scenarios.create(cluster, scenarios.agent(
         ns, replicas=2, kpis=KPIS, exposure={"httpRoute": {"parentRefs": [{"name": "gateway"}]}},
         rollout={"canary": {"steps": steps}, "trafficRouting": {"type": "gatewayAPI"}}))

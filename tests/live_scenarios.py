@@ -324,7 +324,7 @@ async def scenario_an_operator_restart_resumes_at_the_same_step(cluster: Cluster
             return {d["metadata"]["name"]: d["spec"]["replicas"] for d in scenarios.children(cluster, "Deployment")}
 
         # The rollout's status leads; the Agent's pass that scales the stable version down follows it.
-        pods = await cluster.wait_for(lambda: replicas() if replicas() == {"bot-bot-v1": 1, "bot-bot-v2": 1} else None,
+        pods = await cluster.wait_for(lambda: r if (r := replicas()) == {"bot-bot-v1": 1, "bot-bot-v2": 1} else None,
                                       what="the stable version scaled down to its 50 % share")
         selector = _selector(cluster)
         passes = _rollout_passes()

@@ -132,11 +132,8 @@ class JobController:
         job = self._live(namespace, name, uid)
         if job is None:
             return
-        now = now_rfc3339()
-        message = 'Job was active longer than specified deadline'
-        status = {'startTime': started, 'active': 0, 'failed': 1, 'conditions': [
-            _condition('FailureTarget', 'DeadlineExceeded', message, now),
-            _condition('Failed', 'DeadlineExceeded', message, now)]}
+        status = {'startTime': started, 'active': 0,
+                  **_failed('DeadlineExceeded', 'Job was active longer than specified deadline', now_rfc3339())}
         self.store.replace(JOBS, namespace, name, {**job, 'status': status}, subresource='status')
 
     def _live(self, namespace: str, name: str, uid: str | None) -> dict[str, Any] | None:
@@ -166,9 +163,7 @@ class JobController:
                            now),
                 _condition('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods', now)]}
         else:
-            status |= {'failed': 1, 'conditions': [
-                _condition('FailureTarget', 'BackoffLimitExceeded', message, now),
-                _condition('Failed', 'BackoffLimitExceeded', message, now)]}
+            status |= _failed('BackoffLimitExceeded', message, now)
         self.store.replace(JOBS, namespace, name, {**job, 'status': status}, subresource='status')
 
     def _execute(self, namespace: str, job: dict[str, Any]) -> tuple[bool, str]:
@@ -206,6 +201,12 @@ class JobController:
 def _finished(job: dict[str, Any]) -> bool:
     return any(c.get('type') in ('Complete', 'Failed') and c.get('status') == 'True'
                for c in (job.get('status') or {}).get('conditions') or [])
+
+
+def _failed(reason: str, message: str, now: str) -> dict[str, Any]:
+    """The status fields kube-controller-manager sets on a failed Job."""
+    return {'failed': 1, 'conditions': [_condition('FailureTarget', reason, message, now),
+                                        _condition('Failed', reason, message, now)]}
 
 
 def _condition(type_: str, reason: str, message: str, now: str) -> dict[str, Any]:
